@@ -1,0 +1,1 @@
+"""HTTP surface: AgentOS API, OpenAI-compatible API, operations endpoints."""

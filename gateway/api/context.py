@@ -1,0 +1,42 @@
+"""Per-request context shared by the middleware and the handlers, kept in the ASGI scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+
+from gateway.routing.record import RoutingRecord
+from gateway.state import Gateway
+
+SCOPE_KEY = "gateway.request"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    api: str
+    routing: RoutingRecord | None = None
+
+
+def gateway_of(request: Request[Any, Any, Any]) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+def context_of(request: Request[Any, Any, Any]) -> RequestContext | None:
+    context: RequestContext | None = request.scope.get(SCOPE_KEY)  # type: ignore[misc]
+    return context
+
+
+def request_id_of(request: Request[Any, Any, Any]) -> str:
+    context = context_of(request)
+    return context.request_id if context is not None else ""
+
+
+def note_routing(request: Request[Any, Any, Any], record: RoutingRecord) -> None:
+    """Hand the routing record to the middleware for the request log line and overhead metric."""
+    context = context_of(request)
+    if context is not None:
+        context.routing = record

@@ -1,0 +1,111 @@
+"""The gateway's ASGI middleware, listed in one place (``MIDDLEWARE``).
+
+``RequestContextMiddleware`` gives every request an id (echoing a sane ``X-Request-ID``), binds it to
+structlog's context so every log line carries it, adds it to the response, and at the end writes the
+one log line per request and the request-duration and overhead metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.api.context import SCOPE_KEY, RequestContext
+
+log = structlog.get_logger("gateway.access")
+
+# Client-chosen ids are echoed only when they are short and plain (no CR/LF, no log injection).
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_QUIET_PATHS = frozenset({"/metrics", "/health", "/ready"})
+
+
+def _api_of(path: str) -> str:
+    if path.startswith("/v1/"):
+        return "openai"
+    if path.startswith("/agents"):
+        return "agentos"
+    if path.startswith("/admin"):
+        return "admin"
+    return "ops"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        supplied = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                supplied = value.decode("latin-1")
+                break
+        request_id = supplied if _SAFE_ID.match(supplied) else uuid.uuid4().hex
+        path: str = scope["path"]
+        context = RequestContext(request_id=request_id, api=_api_of(path))
+        scope[SCOPE_KEY] = context  # type: ignore[literal-required]
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._finish(scope, context, status, time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    def _finish(self, scope: Scope, context: RequestContext, status: int, duration: float) -> None:
+        gateway = getattr(scope["app"].state, "gateway", None)  # type: ignore[union-attr]
+        routing = context.routing
+        upstream_s = 0.0
+        fields: dict[str, Any] = {}
+        if routing is not None:
+            upstream_s = sum(a.latency_ms for a in routing.attempts) / 1000
+            served = routing.served
+            fields = {
+                "route": routing.plan.route,
+                "requested_model": routing.plan.requested,
+                "served_model": str(served.ref) if served else None,
+                "provider": served.ref.provider if served else None,
+                "decision": routing.decision,
+                "reason": routing.reason,
+                "attempts": routing.upstream_calls,
+            }
+        if gateway is not None:
+            metrics = gateway.metrics
+            metrics.request_duration.labels(context.api, f"{status // 100}xx").observe(duration)
+            if routing is not None:
+                metrics.overhead.labels(context.api).observe(max(0.0, duration - upstream_s))
+        if scope["path"] in _QUIET_PATHS and status < 400:
+            return
+        log.info(
+            "request",
+            method=scope["method"],
+            path=scope["path"],
+            api=context.api,
+            status=status,
+            duration_ms=round(duration * 1000, 2),
+            upstream_ms=round(upstream_s * 1000, 2),
+            **fields,
+        )
+
+
+MIDDLEWARE = [RequestContextMiddleware]

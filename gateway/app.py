@@ -1,0 +1,47 @@
+"""``create_app(settings) -> Litestar``: wiring only (controllers, middleware, lifespan, errors)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from prometheus_client import CollectorRegistry
+
+from gateway import __version__
+from gateway.api.agentos import AgentController
+from gateway.api.errors import EXCEPTION_HANDLERS
+from gateway.api.middleware import MIDDLEWARE
+from gateway.api.ops import AdminController, OpsController
+from gateway.config.settings import Settings
+from gateway.providers.registry import TransportFactory
+from gateway.state import SettingsLoader, running_gateway
+
+
+def create_app(
+    settings: Settings,
+    *,
+    metrics_registry: CollectorRegistry | None = None,
+    settings_loader: SettingsLoader | None = None,
+    transport_factory: TransportFactory | None = None,
+) -> Litestar:
+    registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with running_gateway(
+            settings, registry, settings_loader, transport_factory
+        ) as gateway:
+            app.state.gateway = gateway
+            yield
+
+    return Litestar(
+        route_handlers=[AgentController, OpsController, AdminController],
+        middleware=MIDDLEWARE,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        request_max_body_size=settings.server.max_body_bytes,
+        logging_config=None,
+        openapi_config=OpenAPIConfig(title="LLM gateway", version=__version__),
+    )

@@ -1,0 +1,139 @@
+"""The shape of ``config/default.yaml``: frozen msgspec structs that reject unknown keys.
+
+Agno-Go's layout (``server``, ``logging``, ``providers``, ``memory``, ``runtime``) plus the gateway's own
+sections (``models``, ``routes``, ``health``, ``storage``, ``auth``). Keys are camelCase.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import msgspec
+
+Wire = Literal["openai", "gemini", "anthropic"]
+
+
+class Duration(float):
+    """Seconds, written in YAML as ``500ms``, ``30s``, ``5m``, ``1h`` or a bare number of seconds."""
+
+    _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+    _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+    @classmethod
+    def parse(cls, value: object) -> Duration:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a duration like 500ms or 30s, got {value!r}")
+        if isinstance(value, int | float):
+            if value < 0:
+                raise ValueError(f"expected a non-negative duration, got {value!r}")
+            return cls(value)
+        match = cls._PATTERN.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(f"expected a duration like 500ms or 30s, got {value!r}")
+        return cls(float(match.group(1)) * cls._UNITS[match.group(2)])
+
+
+def dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Duration:
+        return Duration.parse(obj)
+    raise NotImplementedError
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    pass
+
+
+class ServerSection(_Section):
+    host: str = "0.0.0.0"  # noqa: S104 - Agno-Go's default; auth rules tighten this later
+    port: int = 8080
+    max_body_bytes: int = 4 * 1024 * 1024
+    drain_timeout: Duration = Duration(20)
+
+
+class LoggingSection(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class TimeoutsSection(_Section):
+    connect: Duration = Duration(5)
+    read: Duration = Duration(60)
+    write: Duration = Duration(10)
+    pool: Duration = Duration(5)
+    first_token: Duration = Duration(30)
+
+
+class ProviderSection(_Section):
+    endpoint: str = ""
+    wire: Wire | None = None
+    api_key_env: str | None = None
+    enabled: bool = True
+    timeouts: TimeoutsSection | None = None
+    max_connections: int = 256
+    models: list[str] = msgspec.field(default_factory=list)
+
+
+class MemorySection(_Section):
+    store_type: str = "memory"
+    token_window: int = 256
+
+
+class RouterSection(_Section):
+    max_provider_concurrency: int = 128
+    provider_timeout: Duration = Duration(55)
+    provider_retries: int = 1
+    provider_backoff: Duration = Duration(0.05)
+
+
+class RuntimeSection(_Section):
+    max_concurrent_requests: int = 64
+    request_queue: int = 32
+    request_timeout: Duration = Duration(60)
+    router: RouterSection = msgspec.field(default_factory=RouterSection)
+
+
+class RouteSection(_Section):
+    primary: str
+    fallbacks: list[str] = msgspec.field(default_factory=list)
+    weights: dict[str, int] | None = None
+    slo_ms: int | None = None
+    hedge_after_ms: int | None = None
+
+
+class BreakerSection(_Section):
+    fail_max: int = 5
+    reset_timeout: Duration = Duration(30)
+
+
+class HealthSection(_Section):
+    breaker: BreakerSection = msgspec.field(default_factory=BreakerSection)
+    window: Duration = Duration(60)
+    min_calls: int = 10
+    failure_rate: float = 0.5
+    slow_call_ms: int = 30_000
+    slow_call_rate: float = 0.8
+
+
+class StorageSection(_Section):
+    url: str = "sqlite+aiosqlite:///./data/gateway.db"
+
+
+class AuthSection(_Section):
+    enabled: bool = False
+    admin_token_env: str = "GATEWAY_ADMIN_TOKEN"
+
+
+class FileSettings(_Section):
+    """The whole file. ``providers`` and ``routes`` are decoded entry by entry so errors name the key."""
+
+    server: ServerSection = msgspec.field(default_factory=ServerSection)
+    logging: LoggingSection = msgspec.field(default_factory=LoggingSection)
+    providers: dict[str, Any] = msgspec.field(default_factory=dict)
+    models: dict[str, str] = msgspec.field(default_factory=dict)
+    memory: MemorySection = msgspec.field(default_factory=MemorySection)
+    runtime: RuntimeSection = msgspec.field(default_factory=RuntimeSection)
+    routes: dict[str, Any] = msgspec.field(default_factory=dict)
+    health: HealthSection = msgspec.field(default_factory=HealthSection)
+    storage: StorageSection = msgspec.field(default_factory=StorageSection)
+    auth: AuthSection = msgspec.field(default_factory=AuthSection)

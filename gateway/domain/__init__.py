@@ -1,0 +1,1 @@
+"""Provider-neutral types and the agent service."""

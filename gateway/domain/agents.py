@@ -1,0 +1,285 @@
+"""The agent service: agents, sessions and messages on top of the store and the router.
+
+The user message is stored before the upstream call and the reply after it, so an acknowledged message
+is never lost; a failed call marks the session ``errored`` but leaves it usable for the next message.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.domain.history import to_chat_message, trim_to_window
+from gateway.domain.models import ModelCatalog, Plan
+from gateway.domain.types import ChatMessage, ChatRequest, StreamEvent, Usage
+from gateway.errors import AgentNotFoundError, SessionNotFoundError
+from gateway.routing.record import RoutingRecord
+from gateway.routing.router import RoutedStream, Router
+from gateway.store.base import Store
+from gateway.store.records import AgentRecord, MessageRecord, SessionRecord
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSpec:
+    """What a client says an agent is, normalized (both Agno-Go payload shapes end up here)."""
+
+    name: str
+    model: str
+    description: str = ""
+    instructions: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    route: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    token_window: int | None = None
+    document: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_document(self) -> dict[str, Any]:
+        doc = dict(self.document)
+        doc.update(name=self.name, model=self.model, description=self.description)
+        return doc
+
+    @classmethod
+    def from_record(cls, record: AgentRecord) -> AgentSpec:
+        doc = record.data
+        config = doc.get("config") or {}
+        options = doc.get("modelOptions") or {}
+        memory = doc.get("memory") or {}
+        fallbacks = list(config.get("fallbackModels") or [])
+        if config.get("fallbackModel"):
+            fallbacks.insert(0, config["fallbackModel"])
+        return cls(
+            name=record.name,
+            model=str(doc.get("model", "")),
+            description=str(doc.get("description") or ""),
+            instructions=doc.get("instructions"),
+            fallbacks=tuple(fallbacks),
+            route=config.get("route"),
+            temperature=options.get("temperature"),
+            max_tokens=options.get("maxTokens"),
+            token_window=memory.get("tokenWindow"),
+            document=doc,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    message: MessageRecord
+    routing: RoutingRecord
+    usage: Usage
+    latency_ms: float
+
+
+class AgentService:
+    def __init__(
+        self, store: Store, catalog: ModelCatalog, router: Router, default_token_window: int
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._router = router
+        self._default_window = default_token_window
+
+    def update(self, catalog: ModelCatalog) -> None:
+        """After a reload: model names resolve against the new configuration."""
+        self._catalog = catalog
+
+    def plan_for(self, spec: AgentSpec) -> Plan:
+        """Validates every model name of the agent; unknown providers are a 400 here, not later."""
+        return self._catalog.plan(spec.route or spec.model, spec.fallbacks)
+
+    # -- agents -----------------------------------------------------------------------------
+
+    async def create_agent(self, spec: AgentSpec) -> AgentRecord:
+        self.plan_for(spec)
+        stamp = now()
+        record = AgentRecord(new_id(), spec.name, spec.to_document(), stamp, stamp)
+        await self._store.create_agent(record)
+        return record
+
+    async def get_agent(self, agent_id: str) -> AgentRecord:
+        record = await self._store.get_agent(agent_id)
+        if record is None:
+            raise AgentNotFoundError(f"agent {agent_id} not found", details={"agentId": agent_id})
+        return record
+
+    async def list_agents(self, limit: int, offset: int) -> list[AgentRecord]:
+        return await self._store.list_agents(limit=limit, offset=offset)
+
+    async def update_agent(self, agent_id: str, spec: AgentSpec) -> AgentRecord:
+        current = await self.get_agent(agent_id)
+        self.plan_for(spec)
+        record = replace(current, name=spec.name, data=spec.to_document(), updated_at=now())
+        if not await self._store.update_agent(record):
+            raise AgentNotFoundError(f"agent {agent_id} not found", details={"agentId": agent_id})
+        return record
+
+    async def delete_agent(self, agent_id: str) -> None:
+        if not await self._store.delete_agent(agent_id):
+            raise AgentNotFoundError(f"agent {agent_id} not found", details={"agentId": agent_id})
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def create_session(
+        self, agent_id: str, user_id: str | None, metadata: Mapping[str, Any]
+    ) -> SessionRecord:
+        agent = AgentSpec.from_record(await self.get_agent(agent_id))
+        meta = dict(metadata)
+        if agent.token_window and agent.token_window > 0:
+            meta["tokenWindow"] = agent.token_window
+        stamp = now()
+        record = SessionRecord(new_id(), agent_id, "idle", user_id, meta, stamp, stamp)
+        await self._store.create_session(record)
+        return record
+
+    async def get_session(self, agent_id: str, session_id: str) -> SessionRecord:
+        await self.get_agent(agent_id)
+        record = await self._store.get_session(agent_id, session_id)
+        if record is None:
+            raise SessionNotFoundError(
+                f"session {session_id} not found", details={"sessionId": session_id}
+            )
+        return record
+
+    async def list_sessions(self, agent_id: str, limit: int, offset: int) -> list[SessionRecord]:
+        await self.get_agent(agent_id)
+        return await self._store.list_sessions(agent_id, limit=limit, offset=offset)
+
+    async def delete_session(self, agent_id: str, session_id: str) -> None:
+        await self.get_agent(agent_id)
+        if not await self._store.delete_session(agent_id, session_id):
+            raise SessionNotFoundError(
+                f"session {session_id} not found", details={"sessionId": session_id}
+            )
+
+    async def list_messages(
+        self, agent_id: str, session_id: str, limit: int | None
+    ) -> list[MessageRecord]:
+        await self.get_session(agent_id, session_id)
+        return await self._store.list_messages(session_id, limit=limit)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def _prepare(
+        self, agent_id: str, session_id: str, incoming: Sequence[ChatMessage]
+    ) -> tuple[Plan, ChatRequest]:
+        agent = AgentSpec.from_record(await self.get_agent(agent_id))
+        await self.get_session(agent_id, session_id)
+        plan = self.plan_for(agent)
+        for message in incoming:  # stored before any upstream call: acknowledged means kept
+            await self._store.append_message(
+                MessageRecord(new_id(), session_id, message.role, message.content, now())
+            )
+        await self._store.set_session_state(session_id, "streaming")
+        stored = await self._store.list_messages(session_id, limit=500)
+        history = trim_to_window(
+            [to_chat_message(m) for m in stored], agent.token_window or self._default_window
+        )
+        if agent.instructions:
+            history.insert(0, ChatMessage(role="system", content=agent.instructions))
+        request = ChatRequest(
+            model="",
+            messages=tuple(history),
+            temperature=agent.temperature,
+            max_tokens=agent.max_tokens,
+        )
+        return plan, request
+
+    async def _store_reply(
+        self, session_id: str, content: str, tool_calls: list[dict[str, Any]] | None,
+        usage: Usage, routing: RoutingRecord, latency_ms: float, message_id: str | None = None,
+    ) -> MessageRecord:
+        usage_doc = {
+            "promptTokens": usage.prompt_tokens,
+            "completionTokens": usage.completion_tokens,
+            "latencyMs": round(latency_ms, 1),
+        }
+        message = await self._store.append_message(
+            MessageRecord(
+                message_id or new_id(), session_id, "assistant", content, now(),
+                tool_calls=tool_calls, usage=usage_doc, routing=routing.to_json(),
+            )
+        )
+        await self._store.set_session_state(session_id, "completed")
+        return message
+
+    async def post_message(
+        self, agent_id: str, session_id: str, incoming: Sequence[ChatMessage]
+    ) -> Reply:
+        plan, request = await self._prepare(agent_id, session_id, incoming)
+        started = time.perf_counter()
+        try:
+            result, routing = await self._router.complete(plan, request)
+        except BaseException:
+            await self._store.set_session_state(session_id, "errored")
+            raise
+        latency_ms = (time.perf_counter() - started) * 1000
+        calls = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls
+        ] or None
+        message = await self._store_reply(
+            session_id, result.content, calls, result.usage, routing, latency_ms
+        )
+        return Reply(message, routing, result.usage, latency_ms)
+
+    async def open_stream(
+        self, agent_id: str, session_id: str, incoming: Sequence[ChatMessage]
+    ) -> StreamingReply:
+        plan, request = await self._prepare(agent_id, session_id, incoming)
+        started = time.perf_counter()
+        try:
+            stream = await self._router.open_stream(plan, request)
+        except BaseException:
+            await self._store.set_session_state(session_id, "errored")
+            raise
+        return StreamingReply(self, session_id, stream, started)
+
+
+class StreamingReply:
+    """Relays a routed stream and stores the complete reply when it finishes."""
+
+    def __init__(
+        self, service: AgentService, session_id: str, stream: RoutedStream, started: float
+    ) -> None:
+        self.routing = stream.record
+        self.message_id = new_id()
+        self.usage = Usage()
+        self.finish_reason: str | None = None
+        self._service = service
+        self._session_id = session_id
+        self._stream = stream
+        self._started = started
+
+    async def events(self) -> AsyncIterator[StreamEvent]:
+        parts: list[str] = []
+        completed = False
+        try:
+            async for event in self._stream:
+                parts.append(event.delta)
+                if event.usage is not None:
+                    self.usage = event.usage
+                if event.finish_reason is not None:
+                    self.finish_reason = event.finish_reason
+                yield event
+            completed = True
+        finally:
+            store = self._service._store
+            if completed:
+                latency = (time.perf_counter() - self._started) * 1000
+                await self._service._store_reply(
+                    self._session_id, "".join(parts), None, self.usage, self.routing, latency,
+                    self.message_id,
+                )
+            else:
+                await store.set_session_state(self._session_id, "errored")

@@ -1,0 +1,40 @@
+"""Conversation history: stored messages to chat messages, trimmed to a token window."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.domain.types import ChatMessage, Role, ToolCall
+from gateway.store.records import MessageRecord
+
+_ROLES: frozenset[str] = frozenset({"system", "user", "assistant", "tool"})
+
+
+def estimate_tokens(text: str) -> int:
+    """A provider-independent estimate (about four characters a token), good enough for trimming."""
+    return len(text) // 4 + 1
+
+
+def to_chat_message(record: MessageRecord) -> ChatMessage:
+    role: Role = record.role if record.role in _ROLES else "user"  # type: ignore[assignment]
+    calls = tuple(
+        ToolCall(str(c.get("id", "")), str(c.get("name", "")), str(c.get("arguments", "")))
+        for c in record.tool_calls or ()
+    )
+    return ChatMessage(role=role, content=record.content, tool_calls=calls)
+
+
+def trim_to_window(messages: Sequence[ChatMessage], token_window: int) -> list[ChatMessage]:
+    """The most recent messages that fit the window; the newest message is always kept."""
+    if token_window <= 0:
+        return list(messages)
+    kept: list[ChatMessage] = []
+    used = 0
+    for message in reversed(messages):
+        cost = estimate_tokens(message.content)
+        if kept and used + cost > token_window:
+            break
+        kept.append(message)
+        used += cost
+    kept.reverse()
+    return kept

@@ -1,0 +1,133 @@
+"""Every Prometheus collector of DESIGN 3.8, on one registry passed in (one per app, one per test).
+
+Label values come from the configuration only; ``LabelBounds`` maps anything else to ``other`` so a
+client sending random model names can never create new series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# LLM calls take seconds to minutes: the default buckets (up to 10 s) would flatten everything.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+
+OTHER = "other"
+BREAKER_STATE_VALUE = {"closed": 0, "half-open": 1, "open": 2}
+
+
+class LabelBounds:
+    """The closed sets of label values: provider names, declared models and aliases, route names."""
+
+    def __init__(
+        self, providers: Iterable[str], models: Iterable[str], routes: Iterable[str]
+    ) -> None:
+        self.providers = frozenset(providers)
+        self.models = frozenset(models)
+        self.routes = frozenset(routes)
+
+    def provider(self, value: str | None) -> str:
+        return value if value in self.providers else (OTHER if value else "none")
+
+    def model(self, value: str | None) -> str:
+        return value if value in self.models else (OTHER if value else "none")
+
+    def route(self, value: str | None) -> str:
+        return value if value in self.routes else (OTHER if value else "none")
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry, bounds: LabelBounds) -> None:
+        self.registry = registry
+        self.bounds = bounds
+        self.routing_decisions = Counter(
+            "gateway_routing_decisions",
+            "Routing decisions, one per routed request.",
+            ["route", "requested_model", "served_model", "provider", "decision", "reason"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "gateway_fallbacks",
+            "Requests served by a later candidate than the first.",
+            ["from_provider", "to_provider", "reason"],
+            registry=registry,
+        )
+        self.upstream_requests = Counter(
+            "gateway_upstream_requests",
+            "Upstream calls by outcome.",
+            ["provider", "outcome"],
+            registry=registry,
+        )
+        self.upstream_latency = Histogram(
+            "gateway_upstream_latency_seconds",
+            "Upstream call duration (whole answer).",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_ttft = Histogram(
+            "gateway_upstream_ttft_seconds",
+            "Time to the first streamed token.",
+            ["provider"],
+            buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "gateway_breaker_state",
+            "Breaker state per provider: 0 closed, 1 half-open, 2 open.",
+            ["provider"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.breaker_transitions = Counter(
+            "gateway_breaker_transitions",
+            "Breaker state changes.",
+            ["provider", "to_state"],
+            registry=registry,
+        )
+        self.provider_up = Gauge(
+            "gateway_provider_up",
+            "1 when the provider is configured, not drained and its breaker is not open.",
+            ["provider"],
+            registry=registry,
+            multiprocess_mode="min",
+        )
+        self.request_duration = Histogram(
+            "gateway_request_duration_seconds",
+            "Client request duration.",
+            ["api", "status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "gateway_overhead_seconds",
+            "Time spent in the gateway itself (request duration minus upstream time).",
+            ["api"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "gateway_inflight_requests",
+            "Upstream calls in flight.",
+            ["provider"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.tokens = Counter(
+            "gateway_tokens",
+            "Tokens by provider and kind.",
+            ["provider", "kind"],
+            registry=registry,
+        )
+
+    def set_provider_up(self, provider: str, up: bool) -> None:
+        self.provider_up.labels(self.bounds.provider(provider)).set(1 if up else 0)
+
+    def record_breaker_state(self, provider: str, state: str, *, transition: bool) -> None:
+        label = self.bounds.provider(provider)
+        self.breaker_state.labels(label).set(BREAKER_STATE_VALUE.get(state, 0))
+        if transition:
+            self.breaker_transitions.labels(label, state).inc()

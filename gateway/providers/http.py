@@ -1,0 +1,197 @@
+"""The single boundary between httpx and the gateway's error tree, plus shared HTTP helpers.
+
+Adapters run every upstream exchange inside ``upstream_errors()`` and turn non-2xx answers into errors
+with ``error_from_response()``; nothing else in the gateway sees an httpx exception.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import msgspec
+
+from gateway.errors import (
+    UpstreamAuthError,
+    UpstreamClientError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamInvalidResponseError,
+    UpstreamRateLimitedError,
+    UpstreamServerError,
+    UpstreamStreamError,
+    UpstreamTimeoutError,
+)
+from gateway.redaction import redact
+
+_MAX_ERROR_TEXT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0
+    write_timeout_s: float = 10.0
+    pool_timeout_s: float = 5.0
+    max_connections: int = 256
+    max_keepalive: int = 64
+
+
+def build_client(
+    limits: ClientLimits, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The pooled client of one provider. Redirects are never followed; proxies never read from env."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=limits.connect_timeout_s,
+            read=limits.read_timeout_s,
+            write=limits.write_timeout_s,
+            pool=limits.pool_timeout_s,
+        ),
+        limits=httpx.Limits(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive,
+        ),
+        follow_redirects=False,
+        trust_env=False,
+        transport=transport,
+    )
+
+
+@contextmanager
+def upstream_errors(provider: str, *, in_stream_body: bool = False) -> Iterator[None]:
+    """Map httpx transport failures to the error tree.
+
+    Inside a streamed body every transport failure is a cut stream: the provider accepted the call
+    and then did not finish it.
+    """
+    try:
+        yield
+    except httpx.ConnectTimeout as exc:
+        raise UpstreamConnectError(f"{provider}: connect timed out", provider=provider) from exc
+    except httpx.ConnectError as exc:
+        raise UpstreamConnectError(f"{provider}: connection failed", provider=provider) from exc
+    except httpx.PoolTimeout as exc:
+        # A saturated pool is our own overload, but from the client's view the provider is unreachable.
+        raise UpstreamConnectError(f"{provider}: connection pool exhausted", provider=provider) from exc
+    except httpx.TimeoutException as exc:
+        if in_stream_body:
+            raise UpstreamStreamError(f"{provider}: stream stalled", provider=provider) from exc
+        raise UpstreamTimeoutError(f"{provider}: timed out", provider=provider) from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        if in_stream_body:
+            raise UpstreamStreamError(f"{provider}: stream cut", provider=provider) from exc
+        raise UpstreamServerError(f"{provider}: connection closed", provider=provider) from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamConnectError(f"{provider}: transport error", provider=provider) from exc
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _upstream_message(body: bytes) -> str:
+    """The human message of an upstream error body, whatever its shape."""
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body[:_MAX_ERROR_TEXT].decode("utf-8", "replace").strip()
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])[:_MAX_ERROR_TEXT]
+        if isinstance(err, str):
+            return err[:_MAX_ERROR_TEXT]
+    return ""
+
+
+def error_from_response(
+    provider: str, status: int, headers: httpx.Headers, body: bytes, api_key: str | None
+) -> UpstreamError:
+    """Classify a non-2xx upstream answer (DESIGN section 4). The upstream text never carries the key."""
+    text = redact(_upstream_message(body), [api_key])
+    message = f"{provider} answered {status}" + (f": {text}" if text else "")
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if status == 429:
+        return UpstreamRateLimitedError(
+            message, provider=provider, upstream_status=status, retry_after_s=retry_after
+        )
+    if status in (401, 403):
+        return UpstreamAuthError(message, provider=provider, upstream_status=status)
+    if status == 408:
+        return UpstreamTimeoutError(message, provider=provider, upstream_status=status)
+    if status >= 500:
+        return UpstreamServerError(
+            message, provider=provider, upstream_status=status, retry_after_s=retry_after
+        )
+    return UpstreamClientError(message, provider=provider, upstream_status=status)
+
+
+async def raise_for_upstream_status(
+    provider: str, response: httpx.Response, api_key: str | None
+) -> None:
+    if response.status_code < 300:
+        return
+    with upstream_errors(provider):
+        body = await response.aread()
+    raise error_from_response(provider, response.status_code, response.headers, body, api_key)
+
+
+def decode_json(provider: str, body: bytes) -> object:
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise UpstreamInvalidResponseError(
+            f"{provider}: answer is not valid JSON", provider=provider
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    event: str | None
+    data: str
+
+
+async def iter_sse(provider: str, response: httpx.Response) -> AsyncIterator[SseEvent]:
+    """Server-sent events of a streamed response, with transport failures mapped to stream errors."""
+    event: str | None = None
+    data: list[str] = []
+    lines = response.aiter_lines()
+    while True:
+        with upstream_errors(provider, in_stream_body=True):
+            try:
+                line = await anext(lines)
+            except StopAsyncIteration:
+                break
+        if not line:
+            if data:
+                yield SseEvent(event, "\n".join(data))
+            event, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+    if data:
+        yield SseEvent(event, "\n".join(data))

@@ -1,0 +1,214 @@
+"""OpenAI chat-completions wire format: openai, groq, openrouter, glm4, siliconflow, cerebras,
+modelscope, ollama and any other OpenAI-compatible endpoint.
+
+Parameters the gateway does not interpret (``ChatRequest.passthrough``) are forwarded unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+import msgspec
+
+from gateway.domain.types import (
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    FinishReason,
+    StreamEvent,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from gateway.errors import UpstreamInvalidResponseError
+from gateway.providers.base import AdapterOptions
+from gateway.providers.http import (
+    decode_json,
+    iter_sse,
+    raise_for_upstream_status,
+    upstream_errors,
+)
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+_encoder = msgspec.json.Encoder()
+
+
+def _message_to_wire(message: ChatMessage) -> dict[str, Any]:
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        wire["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        wire["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        wire["name"] = message.name
+    return wire
+
+
+def request_to_wire(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = dict(request.passthrough)
+    body["model"] = request.model
+    body["messages"] = [_message_to_wire(m) for m in request.messages]
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.max_tokens is not None:
+        body["max_tokens"] = request.max_tokens
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": dict(t.parameters),
+                },
+            }
+            for t in request.tools
+        ]
+    if request.tool_choice is not None:
+        body["tool_choice"] = request.tool_choice
+    if stream:
+        body["stream"] = True
+        # Ask for usage on the last chunk so tokens are counted for streams too.
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True
+        body["stream_options"] = options
+    else:
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+    return body
+
+
+def _usage(raw: object) -> Usage | None:
+    if not isinstance(raw, Mapping):
+        return None
+    return Usage(
+        prompt_tokens=int(raw.get("prompt_tokens") or 0),
+        completion_tokens=int(raw.get("completion_tokens") or 0),
+    )
+
+
+def _tool_calls(raw: object) -> tuple[ToolCall, ...]:
+    if not isinstance(raw, list):
+        return ()
+    calls = []
+    for item in raw:
+        fn = item.get("function") or {} if isinstance(item, Mapping) else {}
+        calls.append(
+            ToolCall(
+                id=str(item.get("id") or ""),
+                name=str(fn.get("name") or ""),
+                arguments=str(fn.get("arguments") or ""),
+            )
+        )
+    return tuple(calls)
+
+
+def _tool_call_deltas(raw: object) -> tuple[ToolCallDelta, ...]:
+    if not isinstance(raw, list):
+        return ()
+    deltas = []
+    for position, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            continue
+        fn = item.get("function") or {}
+        deltas.append(
+            ToolCallDelta(
+                index=int(item.get("index", position)),
+                id=item.get("id"),
+                name=fn.get("name"),
+                arguments=str(fn.get("arguments") or ""),
+            )
+        )
+    return tuple(deltas)
+
+
+def result_from_wire(provider: str, data: object, requested_model: str) -> ChatResult:
+    try:
+        assert isinstance(data, Mapping)
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+        return ChatResult(
+            content=message.get("content") or "",
+            model=str(data.get("model") or requested_model),
+            finish_reason=_FINISH.get(choice.get("finish_reason") or "stop", "stop"),
+            tool_calls=_tool_calls(message.get("tool_calls")),
+            usage=_usage(data.get("usage")) or Usage(),
+        )
+    except (AssertionError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise UpstreamInvalidResponseError(
+            f"{provider}: answer is not a chat completion", provider=provider
+        ) from exc
+
+
+def event_from_chunk(provider: str, data: object) -> StreamEvent | None:
+    if not isinstance(data, Mapping):
+        raise UpstreamInvalidResponseError(f"{provider}: bad stream chunk", provider=provider)
+    usage = _usage(data.get("usage"))
+    choices = data.get("choices") or []
+    if not choices:
+        return StreamEvent(usage=usage) if usage else None
+    choice = choices[0]
+    delta = choice.get("delta") or {}
+    finish = choice.get("finish_reason")
+    return StreamEvent(
+        delta=delta.get("content") or "",
+        tool_calls=_tool_call_deltas(delta.get("tool_calls")),
+        finish_reason=_FINISH.get(finish, "stop") if finish else None,
+        usage=usage,
+    )
+
+
+class OpenAICompatProvider:
+    """Adapter for the OpenAI chat-completions API and its many compatible providers."""
+
+    def __init__(self, options: AdapterOptions) -> None:
+        self._name = options.name
+        self._client = options.client
+        self._api_key = options.api_key
+        self._url = httpx.URL(options.base_url.rstrip("/") + "/chat/completions")
+        self._headers = {"content-type": "application/json", "accept": "application/json"}
+        if options.api_key:
+            self._headers["authorization"] = f"Bearer {options.api_key}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _build(self, request: ChatRequest, *, stream: bool) -> httpx.Request:
+        body = _encoder.encode(request_to_wire(request, stream=stream))
+        return self._client.build_request("POST", self._url, content=body, headers=self._headers)
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        with upstream_errors(self._name):
+            response = await self._client.send(self._build(request, stream=False))
+        await raise_for_upstream_status(self._name, response, self._api_key)
+        return result_from_wire(self._name, decode_json(self._name, response.content), request.model)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        with upstream_errors(self._name):
+            response = await self._client.send(self._build(request, stream=True), stream=True)
+        try:
+            await raise_for_upstream_status(self._name, response, self._api_key)
+            async for sse in iter_sse(self._name, response):
+                if sse.data.strip() == "[DONE]":
+                    return
+                event = event_from_chunk(self._name, decode_json(self._name, sse.data.encode()))
+                if event is not None:
+                    yield event
+        finally:
+            await response.aclose()

@@ -1,0 +1,1 @@
+"""Routing: which candidate serves a request, from live health."""

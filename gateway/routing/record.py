@@ -1,0 +1,83 @@
+"""The routing record: what the router tried, what served, and why (DESIGN 3.5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.domain.models import Candidate, Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    provider: str
+    model: str
+    outcome: str  # "success", "skipped", or an upstream outcome label such as "server_error"
+    latency_ms: float = 0.0
+    reason: str | None = None  # why a candidate was skipped
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "provider": self.provider,
+            "model": self.model,
+            "outcome": self.outcome,
+            "latencyMs": round(self.latency_ms, 1),
+        }
+        if self.reason is not None:
+            data["reason"] = self.reason
+        return data
+
+
+@dataclass(slots=True)
+class RoutingRecord:
+    plan: Plan
+    attempts: list[Attempt] = field(default_factory=list)
+    served: Candidate | None = None
+    served_index: int = -1
+
+    @property
+    def fallback(self) -> bool:
+        return self.served_index > 0
+
+    @property
+    def decision(self) -> str:
+        if self.served is None:
+            return "none"
+        return "fallback" if self.fallback else "primary"
+
+    @property
+    def reason(self) -> str:
+        """Why the serving candidate was chosen: ``healthy`` for the primary, else why the primary was not."""
+        if self.served_index == 0:
+            return "healthy"
+        first = self.attempts[0] if self.attempts else None
+        if first is None:
+            return "error"
+        return first.reason or "error"
+
+    @property
+    def upstream_calls(self) -> int:
+        return sum(1 for a in self.attempts if a.outcome != "skipped")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requestedModel": self.plan.requested,
+            "servedModel": str(self.served.ref) if self.served else None,
+            "provider": self.served.ref.provider if self.served else None,
+            "route": self.plan.route,
+            "fallback": self.fallback,
+            "decision": self.decision,
+            "reason": self.reason,
+            "attempts": [a.to_json() for a in self.attempts],
+        }
+
+    def headers(self, request_id: str) -> dict[str, str]:
+        headers = {
+            "x-request-id": request_id,
+            "x-gateway-fallback": "true" if self.fallback else "false",
+            "x-gateway-attempts": str(self.upstream_calls),
+        }
+        if self.served is not None:
+            headers["x-gateway-provider"] = self.served.ref.provider
+            headers["x-gateway-model"] = str(self.served.ref)
+        return headers

@@ -1,0 +1,96 @@
+"""Running the app under uvicorn: one worker in-process, or several through an import-string factory.
+
+SIGHUP reloads configuration and ``.env`` (like ``POST /admin/reload``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+import structlog
+import uvicorn
+from litestar import Litestar
+
+from gateway.app import create_app
+from gateway.config.loader import ConfigError, load_settings
+from gateway.config.settings import Settings
+from gateway.observability.logging import configure_logging
+
+log = structlog.get_logger("gateway")
+
+_CONFIG_VAR = "GATEWAY_CONFIG_FILE"
+_ENV_FILE_VAR = "GATEWAY_ENV_FILE"
+
+
+def _loader(config: str | None, env_file: str | None) -> Any:
+    def load() -> Settings:
+        return load_settings(config, env_file)
+
+    return load
+
+
+def build_served_app(settings: Settings, config: str | None, env_file: str | None) -> Litestar:
+    app = create_app(settings, settings_loader=_loader(config, env_file))
+
+    async def install_sighup(app: Litestar) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_hup() -> None:
+            async def reload() -> None:
+                try:
+                    await app.state.gateway.reload()
+                    log.info("reloaded", trigger="SIGHUP")
+                except ConfigError as exc:
+                    log.error("reload_refused", error=str(exc))
+
+            loop.create_task(reload())  # noqa: RUF006 - fire and forget, logged
+
+        try:
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
+        except (ValueError, NotImplementedError, RuntimeError):
+            log.warning("sighup_unavailable")
+
+    app.on_startup.append(install_sighup)
+    return app
+
+
+def worker_app() -> Litestar:
+    """Factory for ``--workers N``: each worker process loads the same files."""
+    config = os.environ.get(_CONFIG_VAR) or None
+    env_file = os.environ.get(_ENV_FILE_VAR) or None
+    settings = load_settings(config, env_file)
+    configure_logging(settings.logging.level, settings.logging.format)
+    return build_served_app(settings, config, env_file)
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    config: str | None,
+    env_file: str | None,
+) -> int:
+    configure_logging(settings.logging.level, settings.logging.format)
+    host = host or settings.server.host
+    port = settings.server.port if port is None else port
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.server.drain_timeout),
+        "lifespan": "on",
+    }
+    log.info("starting", host=host, port=port, workers=workers)
+    if workers > 1:
+        os.environ[_CONFIG_VAR] = str(settings.config_path or "")
+        os.environ[_ENV_FILE_VAR] = str(settings.env_file or "")
+        uvicorn.run("gateway.server:worker_app", factory=True, workers=workers, **common)
+    else:
+        uvicorn.run(build_served_app(settings, config, env_file), **common)
+    return 0

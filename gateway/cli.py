@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 import sys
 from collections.abc import Sequence
@@ -60,7 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
-    return asyncio.run(run_demo(keep_running=args.keep_running, port=args.port))
+    return run_demo(keep_running=args.keep_running, port=args.port)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ SIMS = (
     SimSpec("anthropic", "anthropic"),
     SimSpec("groq", "openai"),
 )
-AGENT = {
+AGENT: dict[str, Any] = {
     "name": "routing-agent",
     "description": "Routes between providers by live health",
     "model": "openai:gpt-4o-mini",
@@ -53,10 +53,14 @@ def _free_port() -> int:
 def demo_config(storage_path: Path) -> dict[str, Any]:
     return {
         "logging": {"level": "info", "format": "json"},
-        "providers": {name: {"endpoint": f"${{{name.upper()}_ENDPOINT}}"} for name in
-                      ("openai", "gemini", "anthropic", "groq")},
-        "models": {"gemini:flash-1.5": "gemini:gemini-1.5-flash",
-                   "groq:llama3-70b": "groq:llama3-70b-8192"},
+        "providers": {
+            name: {"endpoint": f"${{{name.upper()}_ENDPOINT}}"}
+            for name in ("openai", "gemini", "anthropic", "groq")
+        },
+        "models": {
+            "gemini:flash-1.5": "gemini:gemini-1.5-flash",
+            "groq:llama3-70b": "groq:llama3-70b-8192",
+        },
         "storage": {"url": f"sqlite+aiosqlite:///{storage_path}"},
         "runtime": {"router": {"providerTimeout": "10s"}},
     }
@@ -105,12 +109,26 @@ class GatewayProcess:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if not any(k.startswith(f"{p.upper()}_") for p in KNOWN_PROVIDERS)}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not any(k.startswith(f"{p.upper()}_") for p in KNOWN_PROVIDERS)
+        }
         env.pop("GATEWAY_ADMIN_TOKEN", None)
-        cmd = [sys.executable, "-m", "gateway", "serve", "--config", str(self._workdir / "config.yaml"),
-               "--env-file", str(self._workdir / ".env"), "--host", "127.0.0.1",
-               "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(self._workdir / "config.yaml"),
+            "--env-file",
+            str(self._workdir / ".env"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603
         deadline = time.monotonic() + 30
@@ -139,13 +157,16 @@ def _send(client: httpx.Client, base: str, text: str) -> httpx.Response:
     return client.post(f"{base}/messages", json={"role": "user", "content": text})
 
 
-def _story(story: Story, client: httpx.Client, sims: SimCluster, gw: GatewayProcess,
-           workdir: Path) -> None:
+def _story(
+    story: Story, client: httpx.Client, sims: SimCluster, gw: GatewayProcess, workdir: Path
+) -> None:
     env = sims.env()
     story.step("1. Create the routing agent of the Agno-Go guide and a session")
     agent = client.post("/agents", json=AGENT).json()
-    story.out(f"   POST /agents -> agentId {agent['agentId']}  model={AGENT['model']}  "
-              f"fallback={AGENT['config']['fallbackModel']}")
+    story.out(
+        f"   POST /agents -> agentId {agent['agentId']}  model={AGENT['model']}  "
+        f"fallback={AGENT['config']['fallbackModel']}"
+    )
     session = client.post(f"/agents/{agent['agentId']}/sessions", json={"userId": "demo"}).json()
     base = f"/agents/{agent['agentId']}/sessions/{session['sessionId']}"
     story.out(f"   POST {base.rsplit('/', 2)[0]}/... -> sessionId {session['sessionId']}")
@@ -153,8 +174,10 @@ def _story(story: Story, client: httpx.Client, sims: SimCluster, gw: GatewayProc
     story.step("2. Everything healthy: the primary answers")
     resp = _send(client, base, "What is a circuit breaker?")
     story.show_answer(resp.json(), resp.headers)
-    story.check("primary openai:gpt-4o-mini served", resp.json()["routing"]["servedModel"]
-                == "openai:gpt-4o-mini")
+    story.check(
+        "primary openai:gpt-4o-mini served",
+        resp.json()["routing"]["servedModel"] == "openai:gpt-4o-mini",
+    )
 
     story.step("3. Remove OPENAI_API_KEY from .env and reload (no restart)")
     write_env(workdir / ".env", env, without=("OPENAI_API_KEY",))
@@ -164,11 +187,15 @@ def _story(story: Story, client: httpx.Client, sims: SimCluster, gw: GatewayProc
     resp = _send(client, base, "Are you still there?")
     story.show_answer(resp.json(), resp.headers)
     routing = resp.json()["routing"]
-    story.check("fallback gemini served with reason not_configured",
-                routing["servedModel"] == "gemini:gemini-1.5-flash"
-                and routing["reason"] == "not_configured")
-    story.check("the primary received no call while its key was gone",
-                sims["openai"].request_count == calls_before)
+    story.check(
+        "fallback gemini served with reason not_configured",
+        routing["servedModel"] == "gemini:gemini-1.5-flash"
+        and routing["reason"] == "not_configured",
+    )
+    story.check(
+        "the primary received no call while its key was gone",
+        sims["openai"].request_count == calls_before,
+    )
 
     story.step("4. Key back, then a 503 storm on the primary")
     write_env(workdir / ".env", env)
@@ -177,33 +204,46 @@ def _story(story: Story, client: httpx.Client, sims: SimCluster, gw: GatewayProc
     resp = _send(client, base, "Tell me about failover.")
     story.show_answer(resp.json(), resp.headers)
     routing = resp.json()["routing"]
-    story.check("503 from the primary failed over to gemini, client saw 200",
-                resp.status_code == 200 and routing["fallback"]
-                and routing["attempts"][0]["outcome"] == "server_error")
+    story.check(
+        "503 from the primary failed over to gemini, client saw 200",
+        resp.status_code == 200
+        and routing["fallback"]
+        and routing["attempts"][0]["outcome"] == "server_error",
+    )
 
     story.step("5. Streaming during the storm: failover happens before the first byte")
-    with client.stream("POST", f"{base}/messages?stream=true",
-                       json={"messages": [{"role": "user", "content": "stream please"}]}) as sresp:
+    with client.stream(
+        "POST",
+        f"{base}/messages?stream=true",
+        json={"messages": [{"role": "user", "content": "stream please"}]},
+    ) as sresp:
         frames = [line for line in sresp.iter_lines() if line.startswith("data:")]
-        story.out(f"   status {sresp.status_code}, served by {sresp.headers.get('x-gateway-model')}, "
-                  f"{len(frames)} frames, last: {frames[-1][:90] if frames else None}")
-        story.check("stream served by the fallback and ended with an end frame",
-                    sresp.status_code == 207 and sresp.headers.get("x-gateway-fallback") == "true"
-                    and bool(frames) and '"type":"end"' in frames[-1])
+        story.out(
+            f"   status {sresp.status_code}, served by {sresp.headers.get('x-gateway-model')}, "
+            f"{len(frames)} frames, last: {frames[-1][:90] if frames else None}"
+        )
+        story.check(
+            "stream served by the fallback and ended with an end frame",
+            sresp.status_code == 207
+            and sresp.headers.get("x-gateway-fallback") == "true"
+            and bool(frames)
+            and '"type":"end"' in frames[-1],
+        )
 
     story.step("6. The storm passes: traffic returns to the primary")
     sims["openai"].clear_faults()
     resp = _send(client, base, "Back to normal?")
     story.show_answer(resp.json(), resp.headers)
-    story.check("primary serves again", resp.json()["routing"]["servedModel"]
-                == "openai:gpt-4o-mini")
+    story.check(
+        "primary serves again", resp.json()["routing"]["servedModel"] == "openai:gpt-4o-mini"
+    )
 
     history = client.get(f"{base}/messages").json()["messages"]
-    story.check(f"session history kept all {len(history)} messages",
-                len(history) == 10)
+    story.check(f"session history kept all {len(history)} messages", len(history) == 10)
     health = client.get("/health").json()
-    story.out("   /health: " + ", ".join(f"{p['provider']}={p['status']}"
-                                         for p in health["providers"]))
+    story.out(
+        "   /health: " + ", ".join(f"{p['provider']}={p['status']}" for p in health["providers"])
+    )
 
 
 def _curl_help(story: Story, gw: GatewayProcess, sims: SimCluster) -> None:
@@ -214,17 +254,19 @@ The stack is up (Ctrl-C to stop). Gateway: {gw.url}   logs: {gw.log_path}
   curl -s -X POST {gw.url}/agents -H 'content-type: application/json' \\
        -d '{{"name":"mine","model":"openai:gpt-4o-mini","config":{{"fallbackModel":"gemini:flash-1.5"}}}}'
   curl -s -X POST {gw.url}/agents/<agentId>/sessions -d '{{}}'
-  curl -s -X POST {gw.url}/agents/<agentId>/sessions/<sessionId>/messages -d '{{"role":"user","content":"hi"}}'
+  curl -s -X POST {gw.url}/agents/<agentId>/sessions/<sessionId>/messages \\
+       -d '{{"role":"user","content":"hi"}}'
   curl -N -X POST '{gw.url}/agents/<agentId>/sessions/<sessionId>/messages?stream=true' \\
        -d '{{"messages":[{{"role":"user","content":"hi"}}]}}'
   # break the primary (simulator control API), then heal it:
-  curl -s -X POST {sims['openai'].base_url}/_sim/faults -d '{{"statusAlways":503}}'
-  curl -s -X DELETE {sims['openai'].base_url}/_sim/faults
+  curl -s -X POST {sims["openai"].base_url}/_sim/faults -d '{{"statusAlways":503}}'
+  curl -s -X DELETE {sims["openai"].base_url}/_sim/faults
   curl -s {gw.url}/metrics | grep gateway_routing_decisions_total""")
 
 
-def run_demo(*, keep_running: bool = False, port: int = 0,
-             out: Callable[[str], None] = print) -> int:
+def run_demo(
+    *, keep_running: bool = False, port: int = 0, out: Callable[[str], None] = print
+) -> int:
     story = Story(out)
     workdir = Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     sims = SimCluster(list(SIMS))

@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import FromPath
 from litestar.response import Stream
 
 from gateway.api.bodies import (
@@ -89,27 +90,29 @@ class AgentController(Controller):
         return json_response({"agents": [agent_json(r) for r in records]})
 
     @get("/{agent_id:str}")
-    async def get_agent(self, request: AnyRequest, agent_id: str) -> Response[bytes]:
+    async def get_agent(self, request: AnyRequest, agent_id: FromPath[str]) -> Response[bytes]:
         record = await gateway_of(request).agents.get_agent(check_uuid(agent_id, "agentId"))
         return json_response(agent_json(record))
 
     @patch("/{agent_id:str}")
-    async def update_agent(self, request: AnyRequest, agent_id: str) -> Response[bytes]:
+    async def update_agent(self, request: AnyRequest, agent_id: FromPath[str]) -> Response[bytes]:
         agent_id = check_uuid(agent_id, "agentId")
         service = gateway_of(request).agents
         current = agent_json(await service.get_agent(agent_id))
         patch_body = decode(await request.body(), dict[str, Any])
-        merged = {k: v for k, v in current.items() if k not in ("agentId", "id", "createdAt", "updatedAt")}
+        merged = {
+            k: v for k, v in current.items() if k not in ("agentId", "id", "createdAt", "updatedAt")
+        }
         merged.update(patch_body)
         spec = agent_spec(decode(encode(merged), AgentBody))
         return json_response(agent_json(await service.update_agent(agent_id, spec)))
 
     @delete("/{agent_id:str}", status_code=204)
-    async def delete_agent(self, request: AnyRequest, agent_id: str) -> None:
+    async def delete_agent(self, request: AnyRequest, agent_id: FromPath[str]) -> None:
         await gateway_of(request).agents.delete_agent(check_uuid(agent_id, "agentId"))
 
     @post("/{agent_id:str}/sessions", status_code=201)
-    async def create_session(self, request: AnyRequest, agent_id: str) -> Response[bytes]:
+    async def create_session(self, request: AnyRequest, agent_id: FromPath[str]) -> Response[bytes]:
         agent_id = check_uuid(agent_id, "agentId")
         raw = await request.body()
         body = decode(raw, SessionBody) if raw.strip() else SessionBody()
@@ -119,7 +122,7 @@ class AgentController(Controller):
         return json_response(session_json(record), 201)
 
     @get("/{agent_id:str}/sessions")
-    async def list_sessions(self, request: AnyRequest, agent_id: str) -> Response[bytes]:
+    async def list_sessions(self, request: AnyRequest, agent_id: FromPath[str]) -> Response[bytes]:
         limit, offset = _page(request)
         records = await gateway_of(request).agents.list_sessions(
             check_uuid(agent_id, "agentId"), limit, offset
@@ -128,7 +131,7 @@ class AgentController(Controller):
 
     @get("/{agent_id:str}/sessions/{session_id:str}")
     async def get_session(
-        self, request: AnyRequest, agent_id: str, session_id: str
+        self, request: AnyRequest, agent_id: FromPath[str], session_id: FromPath[str]
     ) -> Response[bytes]:
         record = await gateway_of(request).agents.get_session(
             check_uuid(agent_id, "agentId"), check_uuid(session_id, "sessionId")
@@ -136,14 +139,16 @@ class AgentController(Controller):
         return json_response(session_json(record))
 
     @delete("/{agent_id:str}/sessions/{session_id:str}", status_code=204)
-    async def delete_session(self, request: AnyRequest, agent_id: str, session_id: str) -> None:
+    async def delete_session(
+        self, request: AnyRequest, agent_id: FromPath[str], session_id: FromPath[str]
+    ) -> None:
         await gateway_of(request).agents.delete_session(
             check_uuid(agent_id, "agentId"), check_uuid(session_id, "sessionId")
         )
 
     @get("/{agent_id:str}/sessions/{session_id:str}/messages")
     async def list_messages(
-        self, request: AnyRequest, agent_id: str, session_id: str
+        self, request: AnyRequest, agent_id: FromPath[str], session_id: FromPath[str]
     ) -> Response[bytes]:
         limit, _ = _page(request)
         records = await gateway_of(request).agents.list_messages(
@@ -153,7 +158,7 @@ class AgentController(Controller):
 
     @post("/{agent_id:str}/sessions/{session_id:str}/messages", status_code=200)
     async def post_message(
-        self, request: AnyRequest, agent_id: str, session_id: str
+        self, request: AnyRequest, agent_id: FromPath[str], session_id: FromPath[str]
     ) -> Response[Any]:
         agent_id = check_uuid(agent_id, "agentId")
         session_id = check_uuid(session_id, "sessionId")
@@ -204,7 +209,9 @@ async def _agentos_frames(streaming: StreamingReply) -> AsyncIterator[bytes]:
                     {
                         "type": "tool_call",
                         "toolCall": {
-                            "index": call.index, "id": call.id, "name": call.name,
+                            "index": call.index,
+                            "id": call.id,
+                            "name": call.name,
                             "arguments": call.arguments,
                         },
                         "done": False,

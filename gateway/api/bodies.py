@@ -104,7 +104,9 @@ def check_uuid(value: str, field: str) -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise InvalidRequestError(f"{field} must be a UUID, got {value[:64]!r}", field=field) from None
+        raise InvalidRequestError(
+            f"{field} must be a UUID, got {value[:64]!r}", field=field
+        ) from None
 
 
 def _required_text(value: str, field: str) -> str:

@@ -26,8 +26,8 @@ def gateway_of(request: Request[Any, Any, Any]) -> Gateway:
 
 
 def context_of(request: Request[Any, Any, Any]) -> RequestContext | None:
-    context: RequestContext | None = request.scope.get(SCOPE_KEY)  # type: ignore[misc]
-    return context
+    context = request.scope.get(SCOPE_KEY)
+    return context if isinstance(context, RequestContext) else None
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str:

@@ -50,6 +50,7 @@ def render_error(
     status: int,
     code: str,
     message: str,
+    *,
     details: dict[str, Any] | None = None,
     retry_after: float | None = None,
 ) -> Response[bytes]:
@@ -58,7 +59,9 @@ def render_error(
     if retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(retry_after)))
     if request.url.path.startswith("/v1/"):
-        error_type = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        error_type = _OPENAI_TYPES.get(
+            status, "api_error" if status >= 500 else "invalid_request_error"
+        )
         body: dict[str, Any] = {"error": {"message": message, "type": error_type, "code": code}}
         if details and "field" in details:
             body["error"]["param"] = details["field"]
@@ -73,7 +76,7 @@ def gateway_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Re
     if isinstance(exc, UpstreamError) and exc.upstream_status is not None:
         details["upstreamStatus"] = exc.upstream_status
     return render_error(
-        request, exc.status_code, exc.code, exc.message, details, exc.retry_after
+        request, exc.status_code, exc.code, exc.message, details=details, retry_after=exc.retry_after
     )
 
 

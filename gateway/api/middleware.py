@@ -13,7 +13,8 @@ import uuid
 from typing import Any
 
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from gateway.api.context import SCOPE_KEY, RequestContext
 
@@ -39,7 +40,7 @@ class RequestContextMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -51,7 +52,7 @@ class RequestContextMiddleware:
         request_id = supplied if _SAFE_ID.match(supplied) else uuid.uuid4().hex
         path: str = scope["path"]
         context = RequestContext(request_id=request_id, api=_api_of(path))
-        scope[SCOPE_KEY] = context  # type: ignore[literal-required]
+        scope[SCOPE_KEY] = context  # type: ignore[literal-required,unused-ignore]
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -72,8 +73,10 @@ class RequestContextMiddleware:
             self._finish(scope, context, status, time.perf_counter() - started)
             structlog.contextvars.unbind_contextvars("request_id")
 
-    def _finish(self, scope: Scope, context: RequestContext, status: int, duration: float) -> None:
-        gateway = getattr(scope["app"].state, "gateway", None)  # type: ignore[union-attr]
+    def _finish(
+        self, scope: HTTPScope, context: RequestContext, status: int, duration: float
+    ) -> None:
+        gateway = getattr(scope["app"].state, "gateway", None)
         routing = context.routing
         upstream_s = 0.0
         fields: dict[str, Any] = {}

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import __version__
@@ -115,7 +116,9 @@ class AdminController(Controller):
         )
 
     @post("/providers/{name:str}/{action:str}", status_code=200)
-    async def provider_action(self, request: AnyRequest, name: str, action: str) -> Response[bytes]:
+    async def provider_action(
+        self, request: AnyRequest, name: FromPath[str], action: FromPath[str]
+    ) -> Response[bytes]:
         gateway = gateway_of(request)
         _check_admin(request, gateway)
         if name not in gateway.settings.providers:

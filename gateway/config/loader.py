@@ -78,7 +78,9 @@ def _resolve_provider(
             "(one of openai, gemini, anthropic)"
         )
     upper = re.sub(r"[^A-Za-z0-9]", "_", name).upper()
-    endpoint = section.endpoint or env.get(f"{upper}_ENDPOINT", "") or (known.endpoint if known else "")
+    endpoint = (
+        section.endpoint or env.get(f"{upper}_ENDPOINT", "") or (known.endpoint if known else "")
+    )
     if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
         raise ConfigError(
             f"{source}: providers.{name}.endpoint: expected an http(s) URL, got {endpoint!r}"
@@ -114,7 +116,9 @@ def _check_references(settings: Settings, source: str) -> None:
     for route_name, route in settings.routes.items():
         targets = [route.primary, *route.fallbacks]
         for index, target in enumerate(targets):
-            where = f"routes.{route_name}." + ("primary" if index == 0 else f"fallbacks[{index - 1}]")
+            where = f"routes.{route_name}." + (
+                "primary" if index == 0 else f"fallbacks[{index - 1}]"
+            )
             _check_model_name(target, settings.providers, where, source)
         for target in route.weights or {}:
             if target not in targets:

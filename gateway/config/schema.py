@@ -7,7 +7,7 @@ sections (``models``, ``routes``, ``health``, ``storage``, ``auth``). Keys are c
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -18,7 +18,13 @@ class Duration(float):
     """Seconds, written in YAML as ``500ms``, ``30s``, ``5m``, ``1h`` or a bare number of seconds."""
 
     _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-    _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+    _UNITS: ClassVar[dict[str | None, float]] = {
+        "ms": 0.001,
+        "s": 1.0,
+        "m": 60.0,
+        "h": 3600.0,
+        None: 1.0,
+    }
 
     @classmethod
     def parse(cls, value: object) -> Duration:
@@ -44,19 +50,19 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="
     pass
 
 
-class ServerSection(_Section):
+class ServerSection(_Section, frozen=True):
     host: str = "0.0.0.0"  # noqa: S104 - Agno-Go's default; auth rules tighten this later
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
     drain_timeout: Duration = Duration(20)
 
 
-class LoggingSection(_Section):
+class LoggingSection(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class TimeoutsSection(_Section):
+class TimeoutsSection(_Section, frozen=True):
     connect: Duration = Duration(5)
     read: Duration = Duration(60)
     write: Duration = Duration(10)
@@ -64,7 +70,7 @@ class TimeoutsSection(_Section):
     first_token: Duration = Duration(30)
 
 
-class ProviderSection(_Section):
+class ProviderSection(_Section, frozen=True):
     endpoint: str = ""
     wire: Wire | None = None
     api_key_env: str | None = None
@@ -74,26 +80,26 @@ class ProviderSection(_Section):
     models: list[str] = msgspec.field(default_factory=list)
 
 
-class MemorySection(_Section):
+class MemorySection(_Section, frozen=True):
     store_type: str = "memory"
     token_window: int = 256
 
 
-class RouterSection(_Section):
+class RouterSection(_Section, frozen=True):
     max_provider_concurrency: int = 128
     provider_timeout: Duration = Duration(55)
     provider_retries: int = 1
     provider_backoff: Duration = Duration(0.05)
 
 
-class RuntimeSection(_Section):
+class RuntimeSection(_Section, frozen=True):
     max_concurrent_requests: int = 64
     request_queue: int = 32
     request_timeout: Duration = Duration(60)
     router: RouterSection = msgspec.field(default_factory=RouterSection)
 
 
-class RouteSection(_Section):
+class RouteSection(_Section, frozen=True):
     primary: str
     fallbacks: list[str] = msgspec.field(default_factory=list)
     weights: dict[str, int] | None = None
@@ -101,12 +107,12 @@ class RouteSection(_Section):
     hedge_after_ms: int | None = None
 
 
-class BreakerSection(_Section):
+class BreakerSection(_Section, frozen=True):
     fail_max: int = 5
     reset_timeout: Duration = Duration(30)
 
 
-class HealthSection(_Section):
+class HealthSection(_Section, frozen=True):
     breaker: BreakerSection = msgspec.field(default_factory=BreakerSection)
     window: Duration = Duration(60)
     min_calls: int = 10
@@ -115,16 +121,16 @@ class HealthSection(_Section):
     slow_call_rate: float = 0.8
 
 
-class StorageSection(_Section):
+class StorageSection(_Section, frozen=True):
     url: str = "sqlite+aiosqlite:///./data/gateway.db"
 
 
-class AuthSection(_Section):
+class AuthSection(_Section, frozen=True):
     enabled: bool = False
-    admin_token_env: str = "GATEWAY_ADMIN_TOKEN"
+    admin_token_env: str = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 - a variable name
 
 
-class FileSettings(_Section):
+class FileSettings(_Section, frozen=True):
     """The whole file. ``providers`` and ``routes`` are decoded entry by entry so errors name the key."""
 
     server: ServerSection = msgspec.field(default_factory=ServerSection)

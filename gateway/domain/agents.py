@@ -197,8 +197,15 @@ class AgentService:
         return plan, request
 
     async def _store_reply(
-        self, session_id: str, content: str, tool_calls: list[dict[str, Any]] | None,
-        usage: Usage, routing: RoutingRecord, latency_ms: float, message_id: str | None = None,
+        self,
+        session_id: str,
+        content: str,
+        *,
+        tool_calls: list[dict[str, Any]] | None,
+        usage: Usage,
+        routing: RoutingRecord,
+        latency_ms: float,
+        message_id: str | None = None,
     ) -> MessageRecord:
         usage_doc = {
             "promptTokens": usage.prompt_tokens,
@@ -207,8 +214,14 @@ class AgentService:
         }
         message = await self._store.append_message(
             MessageRecord(
-                message_id or new_id(), session_id, "assistant", content, now(),
-                tool_calls=tool_calls, usage=usage_doc, routing=routing.to_json(),
+                message_id or new_id(),
+                session_id,
+                "assistant",
+                content,
+                now(),
+                tool_calls=tool_calls,
+                usage=usage_doc,
+                routing=routing.to_json(),
             )
         )
         await self._store.set_session_state(session_id, "completed")
@@ -229,7 +242,12 @@ class AgentService:
             {"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls
         ] or None
         message = await self._store_reply(
-            session_id, result.content, calls, result.usage, routing, latency_ms
+            session_id,
+            result.content,
+            tool_calls=calls,
+            usage=result.usage,
+            routing=routing,
+            latency_ms=latency_ms,
         )
         return Reply(message, routing, result.usage, latency_ms)
 
@@ -278,8 +296,13 @@ class StreamingReply:
             if completed:
                 latency = (time.perf_counter() - self._started) * 1000
                 await self._service._store_reply(
-                    self._session_id, "".join(parts), None, self.usage, self.routing, latency,
-                    self.message_id,
+                    self._session_id,
+                    "".join(parts),
+                    tool_calls=None,
+                    usage=self.usage,
+                    routing=self.routing,
+                    latency_ms=latency,
+                    message_id=self.message_id,
                 )
             else:
                 await store.set_session_state(self._session_id, "errored")

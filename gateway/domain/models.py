@@ -82,9 +82,7 @@ class ModelCatalog:
     def is_route(self, name: str) -> bool:
         return name in self._routes
 
-    def plan(
-        self, model: str, fallbacks: Sequence[str] = (), *, field: str = "model"
-    ) -> Plan:
+    def plan(self, model: str, fallbacks: Sequence[str] = (), *, field: str = "model") -> Plan:
         """Primary (or the route's candidates) then the given fallbacks, without duplicates."""
         names: list[tuple[str, str]] = []
         route = self._routes.get(model)

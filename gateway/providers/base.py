@@ -7,7 +7,7 @@ Failures surface only as ``gateway.errors.UpstreamError`` subclasses, never as h
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,6 +34,6 @@ class ChatProvider(Protocol):
         """One non-streaming call."""
         ...
 
-    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         """An async generator of events; closing it early closes the upstream response."""
         ...

@@ -6,7 +6,9 @@ with ``error_from_response()``; nothing else in the gateway sees an httpx except
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -77,7 +79,9 @@ def upstream_errors(provider: str, *, in_stream_body: bool = False) -> Iterator[
         raise UpstreamConnectError(f"{provider}: connection failed", provider=provider) from exc
     except httpx.PoolTimeout as exc:
         # A saturated pool is our own overload, but from the client's view the provider is unreachable.
-        raise UpstreamConnectError(f"{provider}: connection pool exhausted", provider=provider) from exc
+        raise UpstreamConnectError(
+            f"{provider}: connection pool exhausted", provider=provider
+        ) from exc
     except httpx.TimeoutException as exc:
         if in_stream_body:
             raise UpstreamStreamError(f"{provider}: stream stalled", provider=provider) from exc
@@ -96,13 +100,18 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "inf" would cool a provider forever; "nan" is no answer at all.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
 

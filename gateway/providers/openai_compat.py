@@ -6,7 +6,7 @@ Parameters the gateway does not interpret (``ChatRequest.passthrough``) are forw
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import httpx
@@ -139,38 +139,50 @@ def _tool_call_deltas(raw: object) -> tuple[ToolCallDelta, ...]:
 
 def result_from_wire(provider: str, data: object, requested_model: str) -> ChatResult:
     try:
-        assert isinstance(data, Mapping)
+        if not isinstance(data, Mapping):
+            raise TypeError("not an object")
         choice = data["choices"][0]
         message = choice.get("message") or {}
+        content = message.get("content") or ""
+        if not isinstance(content, str):
+            raise TypeError("content is not text")
         return ChatResult(
-            content=message.get("content") or "",
+            content=content,
             model=str(data.get("model") or requested_model),
             finish_reason=_FINISH.get(choice.get("finish_reason") or "stop", "stop"),
             tool_calls=_tool_calls(message.get("tool_calls")),
             usage=_usage(data.get("usage")) or Usage(),
         )
-    except (AssertionError, KeyError, IndexError, TypeError, AttributeError) as exc:
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise UpstreamInvalidResponseError(
             f"{provider}: answer is not a chat completion", provider=provider
         ) from exc
 
 
 def event_from_chunk(provider: str, data: object) -> StreamEvent | None:
-    if not isinstance(data, Mapping):
-        raise UpstreamInvalidResponseError(f"{provider}: bad stream chunk", provider=provider)
-    usage = _usage(data.get("usage"))
-    choices = data.get("choices") or []
-    if not choices:
-        return StreamEvent(usage=usage) if usage else None
-    choice = choices[0]
-    delta = choice.get("delta") or {}
-    finish = choice.get("finish_reason")
-    return StreamEvent(
-        delta=delta.get("content") or "",
-        tool_calls=_tool_call_deltas(delta.get("tool_calls")),
-        finish_reason=_FINISH.get(finish, "stop") if finish else None,
-        usage=usage,
-    )
+    try:
+        if not isinstance(data, Mapping):
+            raise TypeError("not an object")
+        usage = _usage(data.get("usage"))
+        choices = data.get("choices") or []
+        if not choices:
+            return StreamEvent(usage=usage) if usage else None
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        finish = choice.get("finish_reason")
+        content = delta.get("content") or ""
+        if not isinstance(content, str):
+            raise TypeError("content is not text")
+        return StreamEvent(
+            delta=content,
+            tool_calls=_tool_call_deltas(delta.get("tool_calls")),
+            finish_reason=_FINISH.get(finish, "stop") if finish else None,
+            usage=usage,
+        )
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        raise UpstreamInvalidResponseError(
+            f"{provider}: bad stream chunk", provider=provider
+        ) from exc
 
 
 class OpenAICompatProvider:
@@ -197,9 +209,11 @@ class OpenAICompatProvider:
         with upstream_errors(self._name):
             response = await self._client.send(self._build(request, stream=False))
         await raise_for_upstream_status(self._name, response, self._api_key)
-        return result_from_wire(self._name, decode_json(self._name, response.content), request.model)
+        return result_from_wire(
+            self._name, decode_json(self._name, response.content), request.model
+        )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         with upstream_errors(self._name):
             response = await self._client.send(self._build(request, stream=True), stream=True)
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -21,7 +21,6 @@ from gateway.domain.types import ChatRequest, ChatResult, StreamEvent, Usage
 from gateway.errors import (
     NoProviderAvailableError,
     UpstreamError,
-    UpstreamInvalidResponseError,
     UpstreamRateLimitedError,
     UpstreamsTimedOutError,
     UpstreamStreamError,
@@ -80,11 +79,17 @@ class Router:
         latency = self._clock() - started
         self._record_failure(provider, error)
         record.attempts.append(
-            Attempt(provider, str(candidate.ref), error.label, latency * 1000, _failure_reason(error))
+            Attempt(
+                provider, str(candidate.ref), error.label, latency * 1000, _failure_reason(error)
+            )
         )
         log.info(
-            "upstream_failed", provider=provider, model=str(candidate.ref), outcome=error.label,
-            status=error.upstream_status, failover=error.failover,
+            "upstream_failed",
+            provider=provider,
+            model=str(candidate.ref),
+            outcome=error.label,
+            status=error.upstream_status,
+            failover=error.failover,
         )
 
     def _record_success(
@@ -137,9 +142,7 @@ class Router:
         self._publish_decision(record)
         attempts = [a.to_json() for a in record.attempts]
         called = [a for a in record.attempts if a.outcome != "skipped"]
-        cooling = [
-            self._health.cooling_remaining(c.ref.provider) for c in record.plan.candidates
-        ]
+        cooling = [self._health.cooling_remaining(c.ref.provider) for c in record.plan.candidates]
         retry_after = min([c for c in cooling if c > 0] or [1.0])
         if called and all(a.outcome == "timeout" for a in called):
             return UpstreamsTimedOutError(
@@ -221,11 +224,20 @@ class Router:
                 inflight.dec()
                 await events.aclose()
                 raise
-            return RoutedStream(self, record, index, candidate, head, events, started, inflight)
+            return RoutedStream(
+                self,
+                record=record,
+                index=index,
+                candidate=candidate,
+                head=head,
+                events=events,
+                started=started,
+                inflight=inflight,
+            )
         raise self._exhausted(record)
 
     async def _read_head(
-        self, candidate: Candidate, events: AsyncIterator[StreamEvent], timeout_s: float
+        self, candidate: Candidate, events: AsyncGenerator[StreamEvent, None], timeout_s: float
     ) -> list[StreamEvent]:
         """Events up to and including the first with content (or the finish): nothing sent yet."""
         head: list[StreamEvent] = []
@@ -237,7 +249,9 @@ class Router:
                     if event.has_content or event.finish_reason is not None:
                         return head
         except TimeoutError:
-            raise UpstreamTimeoutError(f"{provider}: no first token in time", provider=provider) from None
+            raise UpstreamTimeoutError(
+                f"{provider}: no first token in time", provider=provider
+            ) from None
         raise UpstreamStreamError(f"{provider}: stream ended before any content", provider=provider)
 
 
@@ -247,11 +261,12 @@ class RoutedStream:
     def __init__(
         self,
         router: Router,
+        *,
         record: RoutingRecord,
         index: int,
         candidate: Candidate,
         head: list[StreamEvent],
-        events: AsyncIterator[StreamEvent],
+        events: AsyncGenerator[StreamEvent, None],
         started: float,
         inflight: Any,
     ) -> None:
@@ -286,12 +301,12 @@ class RoutedStream:
                 self._fail(exc)
                 raise
             if not finished:
-                exc = UpstreamInvalidResponseError(
+                cut = UpstreamStreamError(
                     f"{self._candidate.ref.provider}: stream ended without finishing",
                     provider=self._candidate.ref.provider,
                 )
-                self._fail(exc)
-                raise exc
+                self._fail(cut)
+                raise cut
             self._succeed(usage)
         finally:
             await self.aclose()
@@ -307,6 +322,4 @@ class RoutedStream:
         if not self._closed:
             self._closed = True
             self._inflight.dec()
-            aclose = getattr(self._events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self._events.aclose()

@@ -1,0 +1,42 @@
+"""Shared fixtures: a settings factory, so every test builds its own app from explicit settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.config.loader import parse_settings
+from gateway.config.settings import Settings
+
+SettingsFactory = Callable[..., Settings]
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path) -> SettingsFactory:
+    """``settings_factory(env={...}, **yaml_sections)`` -> Settings with a per-test SQLite file."""
+
+    def build(env: Mapping[str, str] | None = None, **sections: Any) -> Settings:
+        raw = _merge(
+            {
+                "logging": {"level": "info", "format": "json"},
+                "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"},
+                "models": {"gemini:flash-1.5": "gemini:gemini-1.5-flash"},
+            },
+            sections,
+        )
+        return parse_settings(raw, dict(env or {}), source="test.yaml")
+
+    return build

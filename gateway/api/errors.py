@@ -76,7 +76,12 @@ def gateway_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Re
     if isinstance(exc, UpstreamError) and exc.upstream_status is not None:
         details["upstreamStatus"] = exc.upstream_status
     return render_error(
-        request, exc.status_code, exc.code, exc.message, details=details, retry_after=exc.retry_after
+        request,
+        exc.status_code,
+        exc.code,
+        exc.message,
+        details=details,
+        retry_after=exc.retry_after,
     )
 
 

@@ -111,7 +111,6 @@ def _check_model_name(name: str, providers: Mapping[str, Any], where: str, sourc
 
 def _check_references(settings: Settings, source: str) -> None:
     for alias, target in settings.models.items():
-        _check_model_name(alias, settings.providers, f"models.{alias}", source)
         _check_model_name(target, settings.providers, f"models.{alias}", source)
     for route_name, route in settings.routes.items():
         targets = [route.primary, *route.fallbacks]

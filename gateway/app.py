@@ -13,6 +13,7 @@ from gateway import __version__
 from gateway.api.agentos import AgentController
 from gateway.api.errors import EXCEPTION_HANDLERS
 from gateway.api.middleware import MIDDLEWARE
+from gateway.api.openai import OpenAIController
 from gateway.api.ops import AdminController, OpsController
 from gateway.config.settings import Settings
 from gateway.providers.registry import TransportFactory
@@ -37,7 +38,7 @@ def create_app(
             yield
 
     return Litestar(
-        route_handlers=[AgentController, OpsController, AdminController],
+        route_handlers=[AgentController, OpenAIController, OpsController, AdminController],
         middleware=MIDDLEWARE,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],

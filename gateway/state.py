@@ -50,7 +50,7 @@ class Gateway:
         self.store = store
         self.metrics = GatewayMetrics(metrics_registry, label_bounds(settings))
         self.providers = registry
-        self.health = HealthBook(settings.providers, self.metrics)
+        self.health = HealthBook(settings.providers, self.metrics, settings.health)
         self.catalog = ModelCatalog(settings.providers, settings.models, settings.routes)
         self.router = Router(
             registry,

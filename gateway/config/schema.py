@@ -110,6 +110,8 @@ class RouteSection(_Section, frozen=True):
 class BreakerSection(_Section, frozen=True):
     fail_max: int = 5
     reset_timeout: Duration = Duration(30)
+    # Open periods double while a provider flaps, up to this.
+    max_reset_timeout: Duration = Duration(300)
 
 
 class HealthSection(_Section, frozen=True):

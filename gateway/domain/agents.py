@@ -18,7 +18,8 @@ from gateway.domain.models import ModelCatalog, Plan
 from gateway.domain.types import ChatMessage, ChatRequest, StreamEvent, Usage
 from gateway.errors import AgentNotFoundError, SessionNotFoundError
 from gateway.routing.record import RoutingRecord
-from gateway.routing.router import RoutedStream, Router
+from gateway.routing.router import Router
+from gateway.routing.stream import RoutedStream
 from gateway.store.base import Store
 from gateway.store.records import AgentRecord, MessageRecord, SessionRecord
 

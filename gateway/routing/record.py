@@ -12,9 +12,9 @@ from gateway.domain.models import Candidate, Plan
 class Attempt:
     provider: str
     model: str
-    outcome: str  # "success", "skipped", or an upstream outcome label such as "server_error"
+    outcome: str  # "success", "skipped", "cancelled" or an upstream outcome such as "server_error"
     latency_ms: float = 0.0
-    reason: str | None = None  # why a candidate was skipped
+    reason: str | None = None  # why a candidate was skipped or failed; "panic" for a panic attempt
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -31,13 +31,19 @@ class Attempt:
 @dataclass(slots=True)
 class RoutingRecord:
     plan: Plan
+    ordered: tuple[Candidate, ...] = ()
+    order_reason: str | None = None  # "weighted" or "slow"
     attempts: list[Attempt] = field(default_factory=list)
     served: Candidate | None = None
     served_index: int = -1
+    panic: bool = False
 
     @property
     def fallback(self) -> bool:
-        return self.served_index > 0
+        """Served by something other than the first choice because of health or a failure."""
+        if self.served is None:
+            return False
+        return self.served_index > 0 or self.order_reason == "slow"
 
     @property
     def decision(self) -> str:
@@ -47,9 +53,11 @@ class RoutingRecord:
 
     @property
     def reason(self) -> str:
-        """Why the serving candidate was chosen: ``healthy`` for the primary, else why the primary was not."""
+        """Why the serving candidate served: ``healthy`` for an undisturbed first choice, else why."""
+        if self.panic:
+            return "panic"
         if self.served_index == 0:
-            return "healthy"
+            return self.order_reason or "healthy"
         first = self.attempts[0] if self.attempts else None
         if first is None:
             return "error"

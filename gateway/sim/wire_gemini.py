@@ -1,6 +1,7 @@
 """Gemini (Generative Language API v1beta) wire format: `generateContent`,
 `streamGenerateContent?alt=sse` and model listing, authenticated by
-`x-goog-api-key` or `?key=`."""
+`x-goog-api-key` or `?key=`; a canned `functionCall` when functions are declared
+and the user asks about the weather (like the OpenAI wire)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,16 @@ import uuid
 from types import MappingProxyType
 from typing import Final
 
-from gateway.sim.answer import Answer, Prompt, Turn, compose_answer
-from gateway.sim.jsontools import JsonObject, as_int, as_list, as_object, as_str, text_of
+from gateway.sim.answer import Answer, Prompt, Turn, compose_answer, count_tokens
+from gateway.sim.jsontools import (
+    JsonObject,
+    as_int,
+    as_list,
+    as_object,
+    as_str,
+    dumps,
+    text_of,
+)
 from gateway.sim.wire import (
     AnswerContext,
     Incoming,
@@ -103,8 +112,16 @@ class GeminiWire:
             return JsonReply(200, _model_entry(model))
         if not ctx.accepts(model):
             raise _model_not_found(model, "generateContent")
-        answer = compose_answer(ctx.provider, model, _prompt(request), ctx.reply)
-        payloads = _payloads(model, uuid.uuid4().hex[:22], answer, stream=route.action == "stream")
+        prompt = _prompt(request)
+        function = _first_function_name(as_object(request.body) or {})
+        response_id = uuid.uuid4().hex[:22]
+        if function is not None and prompt.asks_for_weather():
+            payloads: tuple[JsonObject, ...] = (
+                _function_call_payload(model, response_id, function, prompt),
+            )
+        else:
+            answer = compose_answer(ctx.provider, model, prompt, ctx.reply)
+            payloads = _payloads(model, response_id, answer, stream=route.action == "stream")
         if route.action == "chat":
             return JsonReply(200, payloads[0])
         if request.query.get("alt") == "sse":
@@ -149,7 +166,13 @@ def _prompt(request: Incoming) -> Prompt:
         parts = as_list(content.get("parts")) if content else None
         if role is None or role not in _ROLES or parts is None:
             raise _bad_request(f"* GenerateContentRequest.contents[{index}]: invalid role or parts")
-        turns.append(Turn(_ROLES[role], text_of(parts)))
+        answers = [
+            p["functionResponse"] for p in parts if isinstance(p, dict) and "functionResponse" in p
+        ]
+        if answers:  # a tool answer travels in a user turn
+            turns.append(Turn("tool", dumps(answers).decode()))
+        else:
+            turns.append(Turn(_ROLES[role], text_of(parts)))
     config = as_object(body.get("generationConfig") or body.get("generation_config")) or {}
     raw_limit = config.get("maxOutputTokens")
     limit = as_int(raw_limit)
@@ -185,3 +208,40 @@ def _payloads(
             }
         )
     return tuple(out)
+
+
+FUNCTION_ARGS: Final = MappingProxyType({"city": "Paris"})
+
+
+def _first_function_name(body: JsonObject) -> str | None:
+    """Name of the first declared function, None when the request declares none."""
+    for tool in as_list(body.get("tools")) or []:
+        declarations = as_list((as_object(tool) or {}).get("functionDeclarations")) or []
+        for declaration in declarations:
+            name = as_str((as_object(declaration) or {}).get("name"))
+            if not name:
+                raise _bad_request("* GenerateContentRequest.tools: function name is required")
+            return name
+    return None
+
+
+def _function_call_payload(model: str, response_id: str, name: str, prompt: Prompt) -> JsonObject:
+    args = dict(FUNCTION_ARGS)
+    completion = count_tokens(dumps(args).decode())
+    part: JsonObject = {"functionCall": {"name": name, "args": args}}
+    candidate: JsonObject = {
+        "content": {"parts": [part], "role": "model"},
+        "finishReason": "STOP",
+        "index": 0,
+    }
+    usage: JsonObject = {
+        "promptTokenCount": prompt.prompt_tokens,
+        "candidatesTokenCount": completion,
+        "totalTokenCount": prompt.prompt_tokens + completion,
+    }
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage,
+        "modelVersion": model,
+        "responseId": response_id,
+    }

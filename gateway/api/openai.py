@@ -1,0 +1,176 @@
+"""OpenAI-compatible API: ``POST /v1/chat/completions`` (plain and SSE) and ``GET /v1/models``.
+
+A drop-in for the official SDKs: ``model`` is a ``provider:model`` name, an alias or a route name;
+fallbacks come from the route, the non-standard body field ``fallbacks`` and the
+``X-Gateway-Fallbacks`` header. Errors use OpenAI's shape (``gateway.api.errors`` renders every error
+under ``/v1/`` that way); routing is reported only in the ``X-Gateway-*`` headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import structlog
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath
+from litestar.response import Stream
+
+from gateway.api.context import gateway_of, note_routing, request_id_of
+from gateway.api.openai_wire import (
+    ChunkBuilder,
+    completion_json,
+    error_frame,
+    header_fallbacks,
+    parse_chat_body,
+)
+from gateway.api.responses import json_response
+from gateway.domain.models import Plan
+from gateway.errors import GatewayError, InvalidRequestError, ModelNotFoundError
+from gateway.redaction import redact
+from gateway.routing.stream import RoutedStream
+from gateway.state import Gateway
+
+log = structlog.get_logger("gateway.api")
+AnyRequest = Request[Any, Any, Any]
+_STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def plan_for(gateway: Gateway, model: str, fallbacks: Sequence[str]) -> Plan:
+    """The candidates for ``model``; a name the gateway cannot serve is OpenAI's 404."""
+    try:
+        return gateway.catalog.plan(model, fallbacks)
+    except InvalidRequestError as exc:
+        where = exc.field or "model"
+        raise ModelNotFoundError(
+            f"{exc.message}; GET /v1/models lists the models this gateway serves",
+            details={"field": where},
+        ) from None
+
+
+def needs_translation(gateway: Gateway, plan: Plan) -> bool:
+    """True when some candidate is not OpenAI-wire, so parameters go into typed fields."""
+    providers = gateway.settings.providers
+    for candidate in plan.candidates:
+        runtime = providers.get(candidate.ref.provider)
+        if runtime is None or runtime.wire != "openai":
+            return True
+    return False
+
+
+class OpenAIController(Controller):
+    path = "/v1"
+
+    @post("/chat/completions", status_code=200)
+    async def chat_completions(self, request: AnyRequest) -> Response[Any]:
+        gateway = gateway_of(request)
+        call = parse_chat_body(await request.body())
+        fallbacks = call.fallbacks + header_fallbacks(request.headers.get("x-gateway-fallbacks"))
+        plan = plan_for(gateway, call.model, fallbacks)
+        chat = call.to_request(translate=needs_translation(gateway, plan))
+        if call.stream:
+            routed = await gateway.router.open_stream(plan, chat)
+            note_routing(request, routed.record)
+            served = routed.record.served
+            builder = ChunkBuilder(
+                str(served.ref) if served else call.model, include_usage=call.include_usage
+            )
+            return Stream(
+                _chunks(routed, builder, gateway.settings.secrets()),
+                status_code=200,
+                media_type="text/event-stream",
+                headers={**routed.record.headers(request_id_of(request)), **_STREAM_HEADERS},
+            )
+        result, record = await gateway.router.complete(plan, chat)
+        note_routing(request, record)
+        served_model = str(record.served.ref) if record.served else call.model
+        return json_response(
+            completion_json(result, served_model), 200, record.headers(request_id_of(request))
+        )
+
+    @get("/models")
+    async def list_models(self, request: AnyRequest) -> Response[bytes]:
+        return json_response({"object": "list", "data": model_entries(gateway_of(request))})
+
+    @get("/models/{model_id:path}")
+    async def get_model(self, request: AnyRequest, model_id: FromPath[str]) -> Response[bytes]:
+        wanted = model_id.lstrip("/")
+        for entry in model_entries(gateway_of(request)):
+            if entry["id"] == wanted:
+                return json_response(entry)
+        raise ModelNotFoundError(
+            f"the model {wanted[:128]!r} is not served by this gateway", details={"field": "model"}
+        )
+
+
+async def _chunks(
+    routed: RoutedStream, builder: ChunkBuilder, secrets: tuple[str, ...]
+) -> AsyncIterator[bytes]:
+    """Relay the routed stream chunk by chunk; a late failure is an error frame and no [DONE]."""
+    try:
+        yield builder.role()
+        async for event in routed:
+            for frame in builder.event(event):
+                yield frame
+    except GatewayError as exc:
+        log.warning("stream_failed_after_first_byte", code=exc.code, api="openai")
+        yield error_frame(exc.status_code, exc.code, redact(exc.message, secrets))
+        return
+    except Exception as exc:
+        log.error("stream_failed_unexpectedly", error_type=type(exc).__name__, api="openai")
+        yield error_frame(500, "internal_error", "internal error")
+        return
+    finally:
+        await routed.aclose()
+    for frame in builder.end():
+        yield frame
+
+
+# -- /v1/models ----------------------------------------------------------------------------------
+
+
+def _availability(gateway: Gateway, provider: str) -> tuple[bool, str]:
+    runtime = gateway.settings.providers.get(provider)
+    if runtime is None:
+        return False, "unknown"
+    if not runtime.configured:
+        return False, runtime.status
+    reason = gateway.health.skip_reason(provider)
+    return (True, "available") if reason is None else (False, reason)
+
+
+def model_entries(gateway: Gateway) -> list[dict[str, Any]]:
+    """Every name ``model`` accepts: declared provider models, aliases and routes."""
+    created = int(time.time())
+    entries: dict[str, dict[str, Any]] = {}
+
+    def add(name: str, kind: str, owner: str, state: tuple[bool, str], **extra: Any) -> None:
+        entries.setdefault(
+            name,
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": owner,
+                "kind": kind,
+                "available": state[0],
+                "status": state[1],
+                **extra,
+            },
+        )
+
+    for name, runtime in sorted(gateway.settings.providers.items()):
+        for model in runtime.models:
+            add(f"{name}:{model}", "model", name, _availability(gateway, name), provider=name)
+    catalog = gateway.catalog
+    for alias, target in sorted(gateway.settings.models.items()):
+        ref = catalog.resolve(target)
+        state = _availability(gateway, ref.provider)
+        add(alias, "alias", ref.provider, state, provider=ref.provider, target=str(ref))
+    for route_name, route in sorted(catalog.routes.items()):
+        refs = [catalog.resolve(n) for n in (route.primary, *route.fallbacks)]
+        usable = any(_availability(gateway, r.provider)[0] for r in refs)
+        state = (usable, "available" if usable else "unavailable")
+        add(route_name, "route", "gateway", state, provider=None, candidates=[str(r) for r in refs])
+    return list(entries.values())

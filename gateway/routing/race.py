@@ -1,0 +1,122 @@
+"""Running a plan's attempts: one after another, or two at once when the route hedges.
+
+Sequential failover is the race with one runner at a time. With ``hedge_after_s``, a runner that has
+produced nothing by then gets a competitor (the next admitted candidate); the first success wins and
+the loser is cancelled, its admission released and its attempt recorded as ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from gateway.domain.models import Candidate
+from gateway.errors import UpstreamError
+from gateway.routing.health import Admission
+from gateway.routing.record import Attempt, RoutingRecord
+
+if TYPE_CHECKING:
+    from gateway.routing.router import Router
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Running(Generic[T]):
+    """One attempt in flight."""
+
+    index: int
+    candidate: Candidate
+    admission: Admission
+    started: float
+    task: asyncio.Task[T]
+
+
+class Race(Generic[T]):
+    def __init__(
+        self,
+        router: Router,
+        record: RoutingRecord,
+        admissions: Iterator[tuple[int, Candidate, Admission]],
+        *,
+        attempt: Callable[[Candidate], Awaitable[T]],
+        discard: Callable[[T], Awaitable[None]],
+        hedge_after_s: float | None,
+    ) -> None:
+        self._router = router
+        self._record = record
+        self._admissions = admissions
+        self._attempt = attempt
+        self._discard = discard
+        self._hedge_after_s = hedge_after_s
+        self._running: dict[asyncio.Task[T], Running[T]] = {}
+
+    async def run(self) -> tuple[Running[T], T] | None:
+        """The winning attempt and its value, or None when every candidate failed over."""
+        try:
+            while self._running or self._start():
+                single = len(self._running) == 1
+                timeout = self._hedge_after_s if single else None
+                done, _ = await asyncio.wait(
+                    self._running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    if not self._start():
+                        self._hedge_after_s = None  # nobody left to hedge with: just wait
+                    continue
+                for task in done:
+                    won = self._settle(task)
+                    if won is not None:
+                        return won
+            return None
+        finally:
+            await self._cancel_rest()
+
+    def _inflight(self, admission: Admission, delta: int) -> None:
+        metrics = self._router.metrics
+        metrics.inflight.labels(metrics.bounds.provider(admission.provider)).inc(delta)
+
+    def _start(self) -> bool:
+        nxt = next(self._admissions, None)
+        if nxt is None:
+            return False
+        index, candidate, admission = nxt
+        task = asyncio.ensure_future(self._attempt(candidate))
+        self._running[task] = Running(index, candidate, admission, self._router.clock(), task)
+        self._inflight(admission, 1)
+        return True
+
+    def _settle(self, task: asyncio.Task[T]) -> tuple[Running[T], T] | None:
+        run = self._running.pop(task)
+        self._inflight(run.admission, -1)
+        try:
+            return run, task.result()
+        except UpstreamError as exc:
+            self._router.attempt_failed(self._record, run, exc)
+            if not exc.failover:
+                self._router.publish_decision(self._record)
+                raise
+            return None
+        except BaseException:
+            self._router.health.release(run.admission)
+            raise
+
+    async def _cancel_rest(self) -> None:
+        running, self._running = self._running, {}
+        for task, run in running.items():
+            task.cancel()
+            self._inflight(run.admission, -1)
+        for task, run in running.items():
+            try:
+                value = await task
+            except BaseException:  # noqa: S110 - a cancelled loser: nothing to report
+                pass
+            else:
+                await self._discard(value)
+            self._router.health.release(run.admission)
+            elapsed_ms = (self._router.clock() - run.started) * 1000
+            self._record.attempts.append(
+                Attempt(run.admission.provider, str(run.candidate.ref), "cancelled", elapsed_ms)
+            )

@@ -1,0 +1,79 @@
+"""A routed stream after its first content: the routing decision is final, failures are explicit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TYPE_CHECKING
+
+from gateway.domain.types import StreamEvent, Usage
+from gateway.errors import UpstreamError, UpstreamStreamError
+from gateway.routing.health import Admission
+from gateway.routing.record import RoutingRecord
+
+if TYPE_CHECKING:
+    from gateway.routing.router import Router
+
+
+class RoutedStream:
+    def __init__(
+        self,
+        router: Router,
+        record: RoutingRecord,
+        *,
+        admission: Admission,
+        head: list[StreamEvent],
+        events: AsyncGenerator[StreamEvent, None],
+        started: float,
+        ttft_s: float,
+    ) -> None:
+        self.record = record
+        self._router = router
+        self._admission = admission
+        self._head = head
+        self._events = events
+        self._started = started
+        self._ttft_s = ttft_s
+        self._closed = False
+        self._settled = False
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        usage: Usage | None = None
+        finished = False
+        try:
+            for event in self._head:
+                usage = event.usage or usage
+                finished = finished or event.finish_reason is not None
+                yield event
+            try:
+                async for event in self._events:
+                    usage = event.usage or usage
+                    finished = finished or event.finish_reason is not None
+                    yield event
+            except UpstreamError as exc:
+                self._settled = True
+                self._router.record_failure(self._admission, exc)
+                raise
+            if not finished:
+                provider = self._admission.provider
+                cut = UpstreamStreamError(
+                    f"{provider}: stream ended without finishing", provider=provider
+                )
+                self._settled = True
+                self._router.record_failure(self._admission, cut)
+                raise cut
+            latency = self._router.clock() - self._started
+            self._settled = True
+            self._router.record_success(self._admission, latency, usage, self._ttft_s)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            router = self._router
+            if not self._settled:  # the client went away: no verdict on the provider
+                router.health.release(self._admission)
+            router.metrics.inflight.labels(
+                router.metrics.bounds.provider(self._admission.provider)
+            ).dec()
+            await self._events.aclose()

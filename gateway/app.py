@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
@@ -26,13 +27,16 @@ def create_app(
     metrics_registry: CollectorRegistry | None = None,
     settings_loader: SettingsLoader | None = None,
     transport_factory: TransportFactory | None = None,
+    health_clock: Callable[[], float] = time.monotonic,
 ) -> Litestar:
+    """The app for ``settings``. Tests inject a metrics registry, a reload source, fake upstream
+    transports and a fake clock for breakers and statistics."""
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with running_gateway(
-            settings, registry, settings_loader, transport_factory
+            settings, registry, settings_loader, transport_factory, health_clock
         ) as gateway:
             app.state.gateway = gateway
             yield

@@ -25,6 +25,8 @@ Upstream failures are mapped from httpx in exactly one place (``gateway.provider
         │                                                     the first byte, counts against health
         ├── UpstreamRateLimitedError         rate_limited     429: fails over, cools the provider
         ├── UpstreamAuthError                auth_error       401/403: fails over, key unusable
+        ├── UpstreamModelNotFoundError       client_error     404: this provider lacks the model;
+        │                                                     fails over, not a health problem
         └── UpstreamClientError              client_error     400/413/422/context length: goes back
                                                               to the client with its status, no failover
 """
@@ -200,6 +202,15 @@ class UpstreamRateLimitedError(UpstreamError):
 class UpstreamAuthError(UpstreamError):
     code = "upstream_auth_error"
     label = "auth_error"
+
+
+class UpstreamModelNotFoundError(UpstreamError):
+    """The provider does not serve this model (retired id, typo in config): another candidate may."""
+
+    status = 404
+    code = "upstream_model_not_found"
+    label = "client_error"
+    counts_against_health = False
 
 
 class UpstreamClientError(UpstreamError):

@@ -7,6 +7,7 @@ One ``Gateway`` per app (and per test): its own metrics registry, store, provide
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -44,13 +45,15 @@ class Gateway:
         store: Store,
         metrics_registry: CollectorRegistry,
         registry: ProviderRegistry,
+        *,
         settings_loader: SettingsLoader | None,
+        health_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = GatewayMetrics(metrics_registry, label_bounds(settings))
         self.providers = registry
-        self.health = HealthBook(settings.providers, self.metrics, settings.health)
+        self.health = HealthBook(settings.providers, self.metrics, settings.health, health_clock)
         self.catalog = ModelCatalog(settings.providers, settings.models, settings.routes)
         self.router = Router(
             registry,
@@ -93,10 +96,18 @@ async def running_gateway(
     metrics_registry: CollectorRegistry,
     settings_loader: SettingsLoader | None = None,
     transport_factory: TransportFactory | None = None,
+    health_clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Gateway]:
     registry = ProviderRegistry(transport_factory)
     async with open_store(settings.storage.url) as store:
         try:
-            yield Gateway(settings, store, metrics_registry, registry, settings_loader)
+            yield Gateway(
+                settings,
+                store,
+                metrics_registry,
+                registry,
+                settings_loader=settings_loader,
+                health_clock=health_clock,
+            )
         finally:
             await registry.aclose()

@@ -21,7 +21,7 @@ from gateway.api.bodies import (
 )
 from gateway.api.context import gateway_of, note_routing, request_id_of
 from gateway.api.responses import encode, json_response, rfc3339
-from gateway.domain.agents import StreamingReply
+from gateway.domain.agents import RouteChoice, StreamingReply
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.store.records import AgentRecord, MessageRecord, SessionRecord
 
@@ -162,10 +162,12 @@ class AgentController(Controller):
     ) -> Response[Any]:
         agent_id = check_uuid(agent_id, "agentId")
         session_id = check_uuid(session_id, "sessionId")
-        incoming = chat_messages(decode(await request.body(), MessageBody))
+        body = decode(await request.body(), MessageBody)
+        incoming = chat_messages(body)
+        route = _route_choice(request, body)
         service = gateway_of(request).agents
         if request.query_params.get("stream", "").lower() in ("1", "true", "yes"):
-            streaming = await service.open_stream(agent_id, session_id, incoming)
+            streaming = await service.open_stream(agent_id, session_id, incoming, route)
             note_routing(request, streaming.routing)
             return Stream(
                 _agentos_frames(streaming),
@@ -177,9 +179,9 @@ class AgentController(Controller):
                     "x-accel-buffering": "no",
                 },
             )
-        reply = await service.post_message(agent_id, session_id, incoming)
+        reply = await service.post_message(agent_id, session_id, incoming, route)
         note_routing(request, reply.routing)
-        body = {
+        answer = {
             "messageId": reply.message.id,
             "content": reply.message.content,
             "toolCalls": list(reply.message.tool_calls) if reply.message.tool_calls else None,
@@ -191,7 +193,22 @@ class AgentController(Controller):
             "state": "completed",
             "routing": reply.routing.to_json(),
         }
-        return json_response(body, 200, reply.routing.headers(request_id_of(request)))
+        return json_response(answer, 200, reply.routing.headers(request_id_of(request)))
+
+
+def _route_choice(request: AnyRequest, body: MessageBody) -> RouteChoice | None:
+    """Per request (``X-Gateway-Route``) beats per message (``metadata.taskType``) beats the agent."""
+    header = request.headers.get("x-gateway-route")
+    if header:
+        return RouteChoice(header.strip(), "header X-Gateway-Route")
+    task_type = body.metadata.get("taskType")
+    if task_type is None:
+        return None
+    if not isinstance(task_type, str) or not task_type:
+        raise InvalidRequestError(
+            "metadata.taskType must be a route name", field="metadata.taskType"
+        )
+    return RouteChoice(task_type, "metadata.taskType")
 
 
 def _frame(payload: dict[str, Any]) -> bytes:

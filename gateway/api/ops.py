@@ -28,10 +28,11 @@ class UnauthorizedError(GatewayError):
 
 def provider_health(gateway: Gateway) -> list[dict[str, Any]]:
     rows = []
+    health = gateway.health
     for name, runtime in sorted(gateway.settings.providers.items()):
-        skip = gateway.health.skip_reason(name)
+        skip = health.skip_reason(name)
         status = runtime.status
-        if status == "available" and gateway.health.key_rejected(name):
+        if status == "available" and health.key_rejected(name):
             status = "not-configured"
         rows.append(
             {
@@ -41,9 +42,10 @@ def provider_health(gateway: Gateway) -> list[dict[str, Any]]:
                 "missingEnv": runtime.missing_env if runtime.status == "not-configured" else None,
                 "reason": skip,
                 "routable": skip is None,
-                "drained": gateway.health.is_drained(name),
-                "keyRejected": gateway.health.key_rejected(name),
-                "coolingSeconds": round(gateway.health.cooling_remaining(name), 3),
+                "drained": health.is_drained(name),
+                "keyRejected": health.key_rejected(name),
+                "inFlight": health.inflight(name),
+                **health.view(name),
             }
         )
     return rows

@@ -106,12 +106,26 @@ class RouteSection(_Section, frozen=True):
     slo_ms: int | None = None
     hedge_after_ms: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.slo_ms is not None and self.slo_ms <= 0:
+            raise ValueError("sloMs must be positive")
+        if self.hedge_after_ms is not None and self.hedge_after_ms <= 0:
+            raise ValueError("hedgeAfterMs must be positive")
+        if any(w < 0 for w in (self.weights or {}).values()):
+            raise ValueError("weights must not be negative")
+
 
 class BreakerSection(_Section, frozen=True):
     fail_max: int = 5
     reset_timeout: Duration = Duration(30)
     # Open periods double while a provider flaps, up to this.
     max_reset_timeout: Duration = Duration(300)
+
+    def __post_init__(self) -> None:
+        if self.fail_max < 1:
+            raise ValueError("failMax must be at least 1")
+        if self.reset_timeout <= 0:
+            raise ValueError("resetTimeout must be positive")
 
 
 class HealthSection(_Section, frozen=True):
@@ -121,6 +135,18 @@ class HealthSection(_Section, frozen=True):
     failure_rate: float = 0.5
     slow_call_ms: int = 30_000
     slow_call_rate: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name, rate in (
+            ("failureRate", self.failure_rate),
+            ("slowCallRate", self.slow_call_rate),
+        ):
+            if not 0 < rate <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {rate}")
+        if self.min_calls < 1:
+            raise ValueError("minCalls must be at least 1")
+        if self.window <= 0 or self.slow_call_ms <= 0:
+            raise ValueError("window and slowCallMs must be positive")
 
 
 class StorageSection(_Section, frozen=True):

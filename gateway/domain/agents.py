@@ -16,7 +16,7 @@ from typing import Any
 from gateway.domain.history import to_chat_message, trim_to_window
 from gateway.domain.models import ModelCatalog, Plan
 from gateway.domain.types import ChatMessage, ChatRequest, StreamEvent, Usage
-from gateway.errors import AgentNotFoundError, SessionNotFoundError
+from gateway.errors import AgentNotFoundError, InvalidRequestError, SessionNotFoundError
 from gateway.routing.record import RoutingRecord
 from gateway.routing.router import Router
 from gateway.routing.stream import RoutedStream
@@ -73,6 +73,14 @@ class AgentSpec:
             token_window=memory.get("tokenWindow"),
             document=doc,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChoice:
+    """A route picked for one message (``metadata.taskType``) or request (``X-Gateway-Route``)."""
+
+    name: str
+    field: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +180,27 @@ class AgentService:
 
     # -- messages ---------------------------------------------------------------------------
 
+    def _plan_with_route(self, agent: AgentSpec, route: RouteChoice | None) -> Plan:
+        if route is None:
+            return self.plan_for(agent)
+        if not self._catalog.is_route(route.name):
+            raise InvalidRequestError(
+                f"unknown route {route.name[:64]!r}",
+                field=route.field,
+                details={"routes": sorted(self._catalog.routes)},
+            )
+        return self._catalog.plan(route.name, agent.fallbacks)
+
     async def _prepare(
-        self, agent_id: str, session_id: str, incoming: Sequence[ChatMessage]
+        self,
+        agent_id: str,
+        session_id: str,
+        incoming: Sequence[ChatMessage],
+        route: RouteChoice | None,
     ) -> tuple[Plan, ChatRequest]:
         agent = AgentSpec.from_record(await self.get_agent(agent_id))
         await self.get_session(agent_id, session_id)
-        plan = self.plan_for(agent)
+        plan = self._plan_with_route(agent, route)
         for message in incoming:  # stored before any upstream call: acknowledged means kept
             await self._store.append_message(
                 MessageRecord(new_id(), session_id, message.role, message.content, now())
@@ -229,9 +252,13 @@ class AgentService:
         return message
 
     async def post_message(
-        self, agent_id: str, session_id: str, incoming: Sequence[ChatMessage]
+        self,
+        agent_id: str,
+        session_id: str,
+        incoming: Sequence[ChatMessage],
+        route: RouteChoice | None = None,
     ) -> Reply:
-        plan, request = await self._prepare(agent_id, session_id, incoming)
+        plan, request = await self._prepare(agent_id, session_id, incoming, route)
         started = time.perf_counter()
         try:
             result, routing = await self._router.complete(plan, request)
@@ -253,9 +280,13 @@ class AgentService:
         return Reply(message, routing, result.usage, latency_ms)
 
     async def open_stream(
-        self, agent_id: str, session_id: str, incoming: Sequence[ChatMessage]
+        self,
+        agent_id: str,
+        session_id: str,
+        incoming: Sequence[ChatMessage],
+        route: RouteChoice | None = None,
     ) -> StreamingReply:
-        plan, request = await self._prepare(agent_id, session_id, incoming)
+        plan, request = await self._prepare(agent_id, session_id, incoming, route)
         started = time.perf_counter()
         try:
             stream = await self._router.open_stream(plan, request)

@@ -23,6 +23,7 @@ from gateway.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamInvalidResponseError,
+    UpstreamModelNotFoundError,
     UpstreamRateLimitedError,
     UpstreamServerError,
     UpstreamStreamError,
@@ -146,6 +147,8 @@ def error_from_response(
         return UpstreamAuthError(message, provider=provider, upstream_status=status)
     if status == 408:
         return UpstreamTimeoutError(message, provider=provider, upstream_status=status)
+    if status == 404:
+        return UpstreamModelNotFoundError(message, provider=provider, upstream_status=status)
     if status >= 500:
         return UpstreamServerError(
             message, provider=provider, upstream_status=status, retry_after_s=retry_after

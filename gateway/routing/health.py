@@ -44,6 +44,7 @@ class ProviderHealth:
         self.breaker = breaker
         self.stats = stats
         self.cooling_until: float | None = None
+        self.inflight = 0
 
 
 class HealthBook:
@@ -186,7 +187,8 @@ class HealthBook:
     def record_failure(self, admission: Admission, error: UpstreamError) -> None:
         entry = self._health[admission.provider]
         if isinstance(error, UpstreamRateLimitedError):
-            entry.cooling_until = self._clock() + (error.retry_after or DEFAULT_COOLDOWN_S)
+            wait = error.retry_after if error.retry_after is not None else DEFAULT_COOLDOWN_S
+            entry.cooling_until = self._clock() + wait
             entry.breaker.release(admission.ticket)
         elif isinstance(error, UpstreamAuthError):
             self._key_rejected.add(admission.provider)
@@ -223,6 +225,16 @@ class HealthBook:
 
     def key_rejected(self, name: str) -> bool:
         return name in self._key_rejected
+
+    def track_inflight(self, name: str, delta: int) -> None:
+        entry = self._health.get(name)
+        if entry is not None:
+            entry.inflight += delta
+        self._metrics.inflight.labels(self._metrics.bounds.provider(name)).inc(delta)
+
+    def inflight(self, name: str) -> int:
+        entry = self._health.get(name)
+        return entry.inflight if entry is not None else 0
 
     def cooling_remaining(self, name: str) -> float:
         entry = self._health.get(name)

@@ -75,8 +75,7 @@ class Race(Generic[T]):
             await self._cancel_rest()
 
     def _inflight(self, admission: Admission, delta: int) -> None:
-        metrics = self._router.metrics
-        metrics.inflight.labels(metrics.bounds.provider(admission.provider)).inc(delta)
+        self._router.health.track_inflight(admission.provider, delta)
 
     def _start(self) -> bool:
         nxt = next(self._admissions, None)

@@ -269,7 +269,7 @@ class Router:
 
         run, (head, events) = await self._race(record, attempt, discard)
         ttft = self.clock() - run.started
-        self.metrics.inflight.labels(self.metrics.bounds.provider(run.admission.provider)).inc()
+        self.health.track_inflight(run.admission.provider, 1)
         self._served(record, run, ttft)
         return RoutedStream(
             self,

@@ -73,7 +73,5 @@ class RoutedStream:
             router = self._router
             if not self._settled:  # the client went away: no verdict on the provider
                 router.health.release(self._admission)
-            router.metrics.inflight.labels(
-                router.metrics.bounds.provider(self._admission.provider)
-            ).dec()
+            router.health.track_inflight(self._admission.provider, -1)
             await self._events.aclose()

@@ -14,6 +14,7 @@ from gateway.errors import (
     UpstreamClientError,
     UpstreamConnectError,
     UpstreamError,
+    UpstreamModelNotFoundError,
     UpstreamRateLimitedError,
     UpstreamServerError,
     UpstreamStreamError,
@@ -146,7 +147,7 @@ def test_transport_failures_map_to_the_error_tree(
         (500, UpstreamServerError),
         (529, UpstreamServerError),
         (400, UpstreamClientError),
-        (404, UpstreamClientError),
+        (404, UpstreamModelNotFoundError),
         (422, UpstreamClientError),
     ],
 )

@@ -33,10 +33,10 @@ V1_SECTIONS: dict[str, Any] = {
 def v1_settings(
     settings_factory: Callable[..., Settings], sim_env: dict[str, str]
 ) -> Callable[..., Settings]:
-    """``v1_settings(env=None)`` -> the settings of these tests, over every simulator."""
+    """``v1_settings(env=None, **sections)`` -> the settings of these tests, over every simulator."""
 
-    def build(env: dict[str, str] | None = None) -> Settings:
-        return settings_factory(env=sim_env if env is None else env, **V1_SECTIONS)
+    def build(env: dict[str, str] | None = None, **sections: Any) -> Settings:
+        return settings_factory(env=sim_env if env is None else env, **{**V1_SECTIONS, **sections})
 
     return build
 

@@ -9,7 +9,7 @@ under ``/v1/`` that way); routing is reported only in the ``X-Gateway-*`` header
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import structlog
@@ -18,13 +18,8 @@ from litestar.params import FromPath
 from litestar.response import Stream
 
 from gateway.api.context import gateway_of, note_routing, request_id_of
-from gateway.api.openai_wire import (
-    ChunkBuilder,
-    completion_json,
-    error_frame,
-    header_fallbacks,
-    parse_chat_body,
-)
+from gateway.api.openai_answers import ChunkBuilder, completion_json, error_frame
+from gateway.api.openai_wire import header_fallbacks, parse_chat_body
 from gateway.api.responses import json_response
 from gateway.domain.models import Plan
 from gateway.errors import GatewayError, InvalidRequestError, ModelNotFoundError
@@ -108,9 +103,10 @@ async def _chunks(
     routed: RoutedStream, builder: ChunkBuilder, secrets: tuple[str, ...]
 ) -> AsyncIterator[bytes]:
     """Relay the routed stream chunk by chunk; a late failure is an error frame and no [DONE]."""
+    events = aiter(routed)
     try:
         yield builder.role()
-        async for event in routed:
+        async for event in events:
             for frame in builder.event(event):
                 yield frame
     except GatewayError as exc:
@@ -122,6 +118,9 @@ async def _chunks(
         yield error_frame(500, "internal_error", "internal error")
         return
     finally:
+        # A client that went away leaves both generators suspended: close them now, not at GC.
+        if isinstance(events, AsyncGenerator):
+            await events.aclose()
         await routed.aclose()
     for frame in builder.end():
         yield frame

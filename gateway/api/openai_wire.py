@@ -1,4 +1,4 @@
-"""OpenAI chat-completions on the client side of ``/v1``: the request body in, the answer out.
+"""OpenAI chat-completions requests on ``/v1``: the body parsed, validated, made a ``ChatRequest``.
 
 The body is decoded once to a dict; the fields the gateway needs are validated and taken out, and
 everything else stays in ``ChatRequest.passthrough``. When every candidate speaks the OpenAI wire
@@ -9,28 +9,15 @@ moved into the typed ``ChatRequest`` fields the Gemini and Anthropic adapters un
 
 from __future__ import annotations
 
-import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from gateway.domain.types import (
-    ChatMessage,
-    ChatRequest,
-    ChatResult,
-    Role,
-    StreamEvent,
-    ToolCall,
-    ToolCallDelta,
-    ToolSpec,
-    Usage,
-)
+from gateway.domain.types import ChatMessage, ChatRequest, Role, ToolCall, ToolSpec
 from gateway.errors import InvalidRequestError, UnsupportedParameterError
 
 MAX_FALLBACKS = 8
-DONE_FRAME = b"data: [DONE]\n\n"
 _ROLES: dict[str, Role] = {
     "system": "system",
     "developer": "system",
@@ -51,7 +38,6 @@ _TYPED_FIELDS = (
     "tool_choice",
 )
 _decoder = msgspec.json.Decoder()
-_encoder = msgspec.json.Encoder()
 
 
 def _invalid(message: str, where: str) -> InvalidRequestError:
@@ -306,137 +292,3 @@ def _tool_calls(value: object, where: str) -> tuple[ToolCall, ...]:
             raise _invalid("'arguments' must be a JSON string", f"{at}.function.arguments")
         calls.append(ToolCall(id=call_id, name=name, arguments=arguments))
     return tuple(calls)
-
-
-# -- answers -------------------------------------------------------------------------------------
-
-
-def new_completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
-
-
-def usage_json(usage: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
-def _tool_call_json(call: ToolCall) -> dict[str, Any]:
-    function = {"name": call.name, "arguments": call.arguments}
-    return {"id": call.id, "type": "function", "function": function}
-
-
-def completion_json(result: ChatResult, model: str) -> dict[str, Any]:
-    """A ``chat.completion`` object; ``model`` is the served ``provider:model``."""
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": None if result.tool_calls and not result.content else result.content,
-        "refusal": None,
-    }
-    if result.tool_calls:
-        message["tool_calls"] = [_tool_call_json(c) for c in result.tool_calls]
-    choice = {
-        "index": 0,
-        "message": message,
-        "logprobs": None,
-        "finish_reason": result.finish_reason,
-    }
-    return {
-        "id": new_completion_id(),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [choice],
-        "usage": usage_json(result.usage),
-    }
-
-
-def _tool_delta_json(delta: ToolCallDelta) -> dict[str, Any]:
-    function: dict[str, Any] = {"arguments": delta.arguments}
-    if delta.name is not None:
-        function["name"] = delta.name
-    data: dict[str, Any] = {"index": delta.index}
-    if delta.id is not None:
-        data["id"] = delta.id
-        data["type"] = "function"
-    data["function"] = function
-    return data
-
-
-def sse_frame(payload: object) -> bytes:
-    return b"data: " + _encoder.encode(payload) + b"\n\n"
-
-
-class ChunkBuilder:
-    """Builds the ``chat.completion.chunk`` frames of one stream (one id, one ``created``)."""
-
-    def __init__(self, model: str, *, include_usage: bool = False) -> None:
-        self.id = new_completion_id()
-        self.created = int(time.time())
-        self.model = model
-        self.include_usage = include_usage
-        self.finished = False
-        self.usage = Usage()
-
-    def _frame(self, delta: dict[str, Any], finish: str | None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        payload: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-        }
-        if self.include_usage:
-            payload["usage"] = None  # as OpenAI: null on every chunk but the last
-        return sse_frame(payload)
-
-    def role(self) -> bytes:
-        return self._frame({"role": "assistant", "content": ""}, None)
-
-    def event(self, event: StreamEvent) -> list[bytes]:
-        """Frames for one stream event: its content or tool-call pieces, then its finish."""
-        frames = []
-        if event.usage is not None:
-            self.usage = event.usage
-        if event.has_content:
-            delta: dict[str, Any] = {}
-            if event.delta:
-                delta["content"] = event.delta
-            if event.tool_calls:
-                delta["tool_calls"] = [_tool_delta_json(d) for d in event.tool_calls]
-            frames.append(self._frame(delta, None))
-        if event.finish_reason is not None and not self.finished:
-            self.finished = True
-            frames.append(self._frame({}, event.finish_reason))
-        return frames
-
-    def end(self) -> list[bytes]:
-        """The usage chunk when asked for, then ``[DONE]``: only after a complete answer."""
-        frames = []
-        if self.include_usage:
-            payload = {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": usage_json(self.usage),
-            }
-            frames.append(sse_frame(payload))
-        frames.append(DONE_FRAME)
-        return frames
-
-
-def error_type(status: int) -> str:
-    if status == 429:
-        return "rate_limit_error"
-    return "api_error" if status >= 500 else "invalid_request_error"
-
-
-def error_frame(status: int, code: str, message: str) -> bytes:
-    """The frame that ends a stream which failed after its first chunk (no ``[DONE]`` follows)."""
-    error = {"message": message, "type": error_type(status), "code": code, "param": None}
-    return sse_frame({"error": error})

@@ -153,8 +153,8 @@ class HealthBook:
     def admit_panic(self, names: Iterable[str]) -> Admission | None:
         """When health skipped every configured candidate: one attempt on the breaker opened first."""
         opened = [
-            (entry.breaker.opened_clock, name)
-            for name in names
+            (entry.breaker.opened_clock, position, name)
+            for position, name in enumerate(names)
             if (entry := self._health.get(name)) is not None
             and self.configured(name)
             and name not in self._drained
@@ -162,7 +162,7 @@ class HealthBook:
         ]
         if not opened:
             return None
-        _, name = min(opened)
+        _, _, name = min(opened)  # ties: the earlier candidate
         return Admission(name, "call", panic=True)
 
     def latency_p95_s(self, name: str) -> float | None:

@@ -116,6 +116,9 @@ class Race(Generic[T]):
                 await self._discard(value)
             self._router.health.release(run.admission)
             elapsed_ms = (self._router.clock() - run.started) * 1000
+            # A hedged attempt that lost the race lost it by being slower.
             self._record.attempts.append(
-                Attempt(run.admission.provider, str(run.candidate.ref), "cancelled", elapsed_ms)
+                Attempt(
+                    run.admission.provider, str(run.candidate.ref), "cancelled", elapsed_ms, "slow"
+                )
             )

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 # The weight of the newest sample in the latency EWMA.
 EWMA_ALPHA = 0.2
 # Bounds keep the hot path O(1): counts are kept incrementally over at most MAX_SAMPLES calls, and
-# percentiles come from the most recent PERCENTILE_SAMPLES calls, recomputed at most once a second.
+# percentiles come from the most recent PERCENTILE_SAMPLES calls, recomputed at most once a second
+# or every PERCENTILE_REFRESH_CALLS calls.
 MAX_SAMPLES = 10_000
 PERCENTILE_SAMPLES = 512
 PERCENTILE_REFRESH_S = 1.0
+PERCENTILE_REFRESH_CALLS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +75,11 @@ class RollingStats:
         self._errors = 0
         self._slow = 0
         self._ewma_s: float | None = None
-        self._p95_cache: tuple[float, float | None] | None = None
+        self._p95_cache: tuple[float, int, float | None] | None = None
+        self._appended = 0
 
     def _append(self, sample: CallSample) -> None:
+        self._appended += 1
         self._samples.append(sample)
         self._errors += not sample.ok
         self._slow += sample.slow
@@ -144,12 +148,18 @@ class RollingStats:
     def latency_p95_s(self) -> float | None:
         """p95 latency, once enough successful calls are in the window to mean something."""
         now = self._clock()
-        if self._p95_cache is not None and now - self._p95_cache[0] < PERCENTILE_REFRESH_S:
-            return self._p95_cache[1]
+        if self._p95_cache is not None:
+            at, appended, cached = self._p95_cache
+            fresh = (
+                now - at < PERCENTILE_REFRESH_S
+                and self._appended - appended < PERCENTILE_REFRESH_CALLS
+            )
+            if fresh and cached is not None:
+                return cached
         self._trim()
         latencies = self._recent("latency_s")
         value = percentile(latencies, 95) if len(latencies) >= self._min_calls else None
-        self._p95_cache = (now, value)
+        self._p95_cache = (now, self._appended, value)
         return value
 
     def snapshot(self) -> StatsSnapshot:

@@ -15,16 +15,22 @@ from tests.integration.v1.helpers import metric_value, sse_payloads, user
 WIRES = [
     ("openai:gpt-4o-mini", "openai", "openai:gpt-4o-mini", "gpt-4o-mini"),
     ("gemini:flash-1.5", "gemini", "gemini:gemini-1.5-flash", "gemini-1.5-flash"),
-    ("anthropic:haiku", "anthropic", "anthropic:claude-3-5-haiku-latest", "claude-3-5-haiku-latest"),
+    (
+        "anthropic:haiku",
+        "anthropic",
+        "anthropic:claude-3-5-haiku-latest",
+        "claude-3-5-haiku-latest",
+    ),
     ("groq:llama3-70b", "groq", "groq:llama3-70b-8192", "llama3-70b-8192"),
     ("chat", "openai", "openai:gpt-4o-mini", "gpt-4o-mini"),  # a route name
 ]
 
 
-@pytest.mark.parametrize(("model", "sim", "served", "upstream"), WIRES)
+@pytest.mark.parametrize("case", WIRES, ids=[w[0] for w in WIRES])
 def test_plain_completion_from_each_wire(
-    sdk: openai.OpenAI, sims: SimCluster, model: str, sim: str, served: str, upstream: str
+    sdk: openai.OpenAI, sims: SimCluster, case: tuple[str, str, str, str]
 ) -> None:
+    model, sim, served, upstream = case
     raw = sdk.chat.completions.with_raw_response.create(
         model=model,
         messages=[{"role": "system", "content": "be brief"}, user("hi there")],
@@ -89,7 +95,9 @@ def test_stream_ends_with_done_on_the_wire(raw: httpx.Client) -> None:
     assert "usage" not in chunks[-1]
 
 
-@pytest.mark.parametrize(("model", "sim"), [("groq:llama3-70b", "groq"), ("gemini:flash-1.5", "gemini")])
+@pytest.mark.parametrize(
+    ("model", "sim"), [("groq:llama3-70b", "groq"), ("gemini:flash-1.5", "gemini")]
+)
 def test_include_usage_adds_a_final_usage_chunk(
     sdk: openai.OpenAI, raw: httpx.Client, model: str, sim: str
 ) -> None:
@@ -189,7 +197,13 @@ def test_common_parameters_are_translated_for_gemini(sdk: openai.OpenAI, sims: S
         model="gemini:flash-1.5",
         messages=[
             {"role": "system", "content": "be brief"},
-            {"role": "user", "content": [{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "part one"},
+                    {"type": "text", "text": "part two"},
+                ],
+            },
         ],
         temperature=0.2,
         top_p=0.8,

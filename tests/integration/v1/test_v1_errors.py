@@ -99,7 +99,10 @@ def test_unknown_model_is_404_model_not_found(
             "messages[0].content",
         ),
         (
-            {"model": "openai:gpt-4o-mini", "messages": [*MESSAGES, {"role": "tool", "content": "1"}]},
+            {
+                "model": "openai:gpt-4o-mini",
+                "messages": [*MESSAGES, {"role": "tool", "content": "1"}],
+            },
             "invalid_request",
             "messages[1].tool_call_id",
         ),
@@ -167,19 +170,19 @@ def test_bad_role_is_a_bad_request_for_the_sdk(sdk: openai.OpenAI) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize(
-    ("model", "param", "value"),
+    "case",
     [("gemini:flash-1.5", "logprobs", True), ("anthropic:haiku", "seed", 7)],
+    ids=["gemini-logprobs", "anthropic-seed"],
 )
 def test_untranslatable_parameter_is_400_naming_it_with_no_upstream_call(
     sdk: openai.OpenAI,
     raw: httpx.Client,
     sims: SimCluster,
-    model: str,
-    param: str,
-    value: object,
+    case: tuple[str, str, object],
     stream: bool,
 ) -> None:
-    provider = model.split(":")[0]
+    model, param, value = case
+    provider = model.partition(":")[0]
     with pytest.raises(openai.BadRequestError) as caught:
         sdk.chat.completions.create(
             model=model,
@@ -203,19 +206,21 @@ def test_sdk_does_not_retry_a_gateway_400(v1_gateway: ServerThread, raw: httpx.C
         assert client.max_retries > 0
         with pytest.raises(openai.BadRequestError):
             client.chat.completions.create(
-                model="openai:gpt-4o-mini", messages=MESSAGES, temperature="hot"  # type: ignore[arg-type]
+                model="openai:gpt-4o-mini",
+                messages=MESSAGES,
+                temperature="hot",  # type: ignore[arg-type]
             )
     seen = metric_value(raw, "gateway_request_duration_seconds_count", api="openai")
     assert seen == 1
 
 
-def test_sdk_does_not_retry_an_upstream_400(
-    v1_gateway: ServerThread, sims: SimCluster
-) -> None:
+def test_sdk_does_not_retry_an_upstream_400(v1_gateway: ServerThread, sims: SimCluster) -> None:
     sims["openai"].set_faults(statuses=[400, 400, 400], error_message="context_length_exceeded")
-    with openai.OpenAI(base_url=f"{v1_gateway.url}/v1", api_key="k", timeout=10) as client:
-        with pytest.raises(openai.BadRequestError) as caught:
-            client.chat.completions.create(model="chat", messages=MESSAGES)
+    with (
+        openai.OpenAI(base_url=f"{v1_gateway.url}/v1", api_key="k", timeout=10) as client,
+        pytest.raises(openai.BadRequestError) as caught,
+    ):
+        client.chat.completions.create(model="chat", messages=MESSAGES)
     assert "context_length_exceeded" in caught.value.message
     assert caught.value.code == "upstream_client_error"
     assert sims["openai"].request_count == 1

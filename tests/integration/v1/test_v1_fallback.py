@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
 import pytest
 
 from gateway.sim.cluster import SimCluster
-from tests.integration.v1.helpers import sse_payloads, user
+from tests.integration.v1.helpers import metric_value, sse_payloads, user
 
 GEMINI_TEXT = "Hello from gemini/gemini-1.5-flash: you said 'hi'"
 
@@ -130,3 +131,21 @@ def test_stream_cut_after_content_raises_in_the_sdk(sdk: openai.OpenAI, sims: Si
             received.append(chunk.choices[0].delta.content or "")
     assert "".join(received).startswith("Hello from")
     assert "stream" in caught.value.message
+
+
+def test_client_leaving_mid_stream_releases_the_upstream(
+    raw: httpx.Client, sims: SimCluster
+) -> None:
+    sims["openai"].set_faults(chunk_delay_ms=200)
+    body = {"model": "openai:gpt-4o-mini", "messages": [user("a b c d e f g")], "stream": True}
+    with raw.stream("POST", "/v1/chat/completions", json=body) as response:
+        first = next(response.iter_lines())
+        assert first.startswith("data: ")
+    deadline = time.monotonic() + 5
+    while metric_value(raw, "gateway_inflight_requests", provider="openai") != 0:
+        assert time.monotonic() < deadline, "the upstream stream was not released"
+        time.sleep(0.05)
+    assert metric_value(raw, "gateway_upstream_requests_total", provider="openai") == 0
+    sims["openai"].clear_faults()
+    again = raw.post("/v1/chat/completions", json={**body, "stream": False})
+    assert again.status_code == 200

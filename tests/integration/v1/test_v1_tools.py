@@ -44,7 +44,9 @@ def test_tool_call_round_trip(
     ]
     second = sdk.chat.completions.create(model=model, messages=history, tools=[WEATHER_TOOL])
     assert second.choices[0].finish_reason == "stop"
-    assert second.choices[0].message.content == f"Hello from {sim}/{upstream}: you said '{QUESTION}'"
+    assert (
+        second.choices[0].message.content == f"Hello from {sim}/{upstream}: you said '{QUESTION}'"
+    )
     assert second.choices[0].message.tool_calls is None
     return_trip = sims[sim].requests[-1].body
     assert isinstance(return_trip, dict)
@@ -141,7 +143,12 @@ def test_tool_history_is_translated_for_anthropic(sdk: openai.OpenAI, sims: SimC
         {
             "role": "assistant",
             "content": [
-                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                }
             ],
         },
         {

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import structlog
 import uvicorn
+from prometheus_client import multiprocess
 from litestar import Litestar
 
 from gateway.app import create_app
@@ -23,6 +27,7 @@ log = structlog.get_logger("gateway")
 
 _CONFIG_VAR = "GATEWAY_CONFIG_FILE"
 _ENV_FILE_VAR = "GATEWAY_ENV_FILE"
+_MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _loader(config: str | None, env_file: str | None) -> Any:
@@ -57,13 +62,29 @@ def build_served_app(settings: Settings, config: str | None, env_file: str | Non
     return app
 
 
+def _fresh_multiproc_dir(settings: Settings) -> str:
+    """prometheus-client's multiprocess directory, wiped: stale files would add old counts."""
+    path = Path(settings.metrics_multiproc_dir or tempfile.mkdtemp(prefix="gateway-metrics-"))
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return str(path)
+
+
 def worker_app() -> Litestar:
     """Factory for ``--workers N``: each worker process loads the same files."""
     config = os.environ.get(_CONFIG_VAR) or None
     env_file = os.environ.get(_ENV_FILE_VAR) or None
     settings = load_settings(config, env_file)
     configure_logging(settings.logging.level, settings.logging.format)
-    return build_served_app(settings, config, env_file)
+    app = build_served_app(settings, config, env_file)
+
+    def forget_worker(app: Litestar) -> None:
+        # Live gauges (in-flight requests) of a stopped worker must not linger in the sum.
+        multiprocess.mark_process_dead(os.getpid())
+
+    app.on_shutdown.append(forget_worker)
+    return app
 
 
 def serve(
@@ -90,6 +111,7 @@ def serve(
     if workers > 1:
         os.environ[_CONFIG_VAR] = str(settings.config_path or "")
         os.environ[_ENV_FILE_VAR] = str(settings.env_file or "")
+        os.environ[_MULTIPROC_VAR] = _fresh_multiproc_dir(settings)
         uvicorn.run("gateway.server:worker_app", factory=True, workers=workers, **common)
     else:
         uvicorn.run(build_served_app(settings, config, env_file), **common)

@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from gateway import __version__
 from gateway.api.context import gateway_of
@@ -75,7 +75,12 @@ class OpsController(Controller):
 
     @get("/metrics")
     async def metrics(self, request: AnyRequest) -> Response[bytes]:
-        registry = gateway_of(request).metrics.registry
+        gateway = gateway_of(request)
+        registry = gateway.metrics.registry
+        if gateway.settings.metrics_multiproc_dir:
+            # Several workers: every worker's samples, merged from the shared directory.
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, gateway.settings.metrics_multiproc_dir)
         return Response(content=generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @get("/providers")

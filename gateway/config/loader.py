@@ -166,6 +166,7 @@ def parse_settings(
         storage=file.storage,
         auth=file.auth,
         admin_token=env.get(file.auth.admin_token_env) or None,
+        metrics_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         config_path=config_path,
         env_file=env_file,
     )

@@ -99,6 +99,8 @@ class Settings:
     storage: StorageSection
     auth: AuthSection
     admin_token: str | None = field(default=None, repr=False)
+    # Set when several workers share metrics (prometheus-client multiprocess mode).
+    metrics_multiproc_dir: str | None = None
     config_path: Path | None = None
     env_file: Path | None = None
 

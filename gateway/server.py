@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 import uvicorn
-from prometheus_client import multiprocess
 from litestar import Litestar
+from prometheus_client import multiprocess
 
 from gateway.app import create_app
 from gateway.config.loader import ConfigError, load_settings
@@ -81,7 +81,7 @@ def worker_app() -> Litestar:
 
     def forget_worker(app: Litestar) -> None:
         # Live gauges (in-flight requests) of a stopped worker must not linger in the sum.
-        multiprocess.mark_process_dead(os.getpid())
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     app.on_shutdown.append(forget_worker)
     return app

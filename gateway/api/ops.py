@@ -80,7 +80,7 @@ class OpsController(Controller):
         if gateway.settings.metrics_multiproc_dir:
             # Several workers: every worker's samples, merged from the shared directory.
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, gateway.settings.metrics_multiproc_dir)
+            multiprocess.MultiProcessCollector(registry, gateway.settings.metrics_multiproc_dir)  # type: ignore[no-untyped-call]
         return Response(content=generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @get("/providers")

@@ -42,7 +42,7 @@ def test_two_workers_report_every_request_in_metrics(sims: SimCluster, tmp_path:
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_ENDPOINT"))}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
     port = _free_port()
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__
 from gateway.api.agentos import AgentController
 from gateway.api.errors import EXCEPTION_HANDLERS
-from gateway.api.middleware import MIDDLEWARE
+from gateway.api.middleware import middleware_for
 from gateway.api.openai import OpenAIController
 from gateway.api.ops import AdminController, OpsController
 from gateway.config.settings import Settings
@@ -43,7 +43,7 @@ def create_app(
 
     return Litestar(
         route_handlers=[AgentController, OpenAIController, OpsController, AdminController],
-        middleware=MIDDLEWARE,
+        middleware=middleware_for(settings),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,

@@ -1,4 +1,4 @@
-"""The gateway's ASGI middleware, listed in one place (``MIDDLEWARE``).
+"""The gateway's ASGI middleware, listed in one place (``middleware_for``).
 
 ``RequestContextMiddleware`` gives every request an id (echoing a sane ``X-Request-ID``), binds it to
 structlog's context so every log line carries it, adds it to the response, and at the end writes the
@@ -14,9 +14,12 @@ from typing import Any
 
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from litestar.middleware import DefineMiddleware
+from litestar.types import ASGIApp, HTTPScope, Message, Middleware, Receive, Scope, Send
 
+from gateway.api.backpressure import ConcurrencyLimiter
 from gateway.api.context import SCOPE_KEY, RequestContext
+from gateway.config.settings import Settings
 
 log = structlog.get_logger("gateway.access")
 
@@ -111,4 +114,14 @@ class RequestContextMiddleware:
         )
 
 
-MIDDLEWARE = [RequestContextMiddleware]
+def middleware_for(settings: Settings) -> list[Middleware]:
+    """Every middleware of the app, outermost first: the request id is on every answer, 429s included."""
+    runtime = settings.runtime
+    return [
+        RequestContextMiddleware,
+        DefineMiddleware(
+            ConcurrencyLimiter,
+            limit=runtime.max_concurrent_requests,
+            queue=runtime.request_queue,
+        ),
+    ]

@@ -1,0 +1,97 @@
+"""The gateway's own concurrency limit (``runtime.maxConcurrentRequests`` + ``runtime.requestQueue``).
+
+Routed requests (messages, chat completions) take a slot for their whole life, streams included.
+When every slot is busy a request waits in a bounded queue; when the queue is full too it is refused at
+once with 429 and ``Retry-After``, in Agno-Go's backpressure shape merged with ours. The gateway's own
+overload never touches a provider's breaker or statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+)
+
+_ROUTED = re.compile(r"^/(agents/[^/]+/sessions/[^/]+/messages|v1/chat/completions)/?$")
+_RETRY_AFTER_S = 1
+
+
+class ConcurrencyLimiter:
+    def __init__(self, app: ASGIApp, *, limit: int, queue: int) -> None:
+        self.app = app
+        self.limit = max(1, limit)
+        self.queue = max(0, queue)
+        self.in_flight = 0
+        self.waiting = 0
+        self._slots: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != ScopeType.HTTP
+            or scope["method"] != "POST"
+            or not _ROUTED.match(scope["path"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:  # created in the serving loop, not at import or build time
+            self._slots = asyncio.Semaphore(self.limit)
+        if self._slots.locked() and self.waiting >= self.queue:
+            await self._refuse(scope, send)
+            return
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        message = "the gateway is at its concurrency limit; retry shortly"
+        if scope["path"].startswith("/v1/"):
+            body: dict[str, object] = {
+                "error": {"message": message, "type": "rate_limit_error", "code": "backpressure"}
+            }
+        else:
+            details = {"limit": self.limit, "queue": self.queue, "inFlight": self.in_flight}
+            body = {
+                "code": "backpressure",
+                "message": message,
+                "details": details,
+                # Agno-Go's fields, for its clients.
+                "error": "backpressure",
+                "retryAfterMs": _RETRY_AFTER_S * 1000,
+                "limit": self.limit,
+                "inFlight": self.in_flight,
+            }
+        payload = msgspec.json.encode(body)
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"retry-after", str(_RETRY_AFTER_S).encode()),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+        await send(start)
+        body_event: HTTPResponseBodyEvent = {
+            "type": "http.response.body",
+            "body": payload,
+            "more_body": False,
+        }
+        await send(body_event)

@@ -1,0 +1,49 @@
+"""The gateway's own concurrency limit: queue, then 429 with Retry-After; providers untouched."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+
+import httpx
+
+from gateway.config.settings import Settings
+from gateway.sim.cluster import SimCluster
+from tests.integration.support import ServerThread, new_session
+
+
+def test_overload_is_refused_with_backpressure_and_breakers_stay_closed(
+    settings_factory: Callable[..., Settings],
+    sim_env: dict[str, str],
+    start_gateway: Callable[..., ServerThread],
+    sims: SimCluster,
+) -> None:
+    settings = settings_factory(
+        env=sim_env, runtime={"maxConcurrentRequests": 2, "requestQueue": 1}
+    )
+    server = start_gateway(settings)
+    sims["openai"].set_faults(latency_ms=600)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        url = new_session(client, {"name": "bp", "model": "openai:gpt-4o-mini"})
+
+        def send(_: int) -> httpx.Response:
+            return httpx.post(f"{server.url}{url}", json={"content": "hi"}, timeout=10)
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(send, range(6)))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200, 200, 200, 429, 429, 429]
+        refused = next(r for r in responses if r.status_code == 429)
+        assert refused.headers["retry-after"] == "1"
+        body = refused.json()
+        assert body["code"] == "backpressure"
+        assert body["error"] == "backpressure"
+        assert body["retryAfterMs"] == 1000
+        assert body["limit"] == 2
+        assert refused.headers["x-request-id"]
+        assert sims["openai"].request_count == 3
+        health = {p["provider"]: p for p in client.get("/health").json()["providers"]}
+        assert health["openai"]["breaker"]["state"] == "closed"
+        assert health["openai"]["stats"]["errors"] == 0
+        # Operations endpoints are never limited.
+        assert client.get("/health").status_code == 200

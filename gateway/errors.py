@@ -8,6 +8,9 @@ Upstream failures are mapped from httpx in exactly one place (``gateway.provider
     ├── InvalidRequestError              400 invalid_request          (field path in ``field``)
     │   ├── UnknownProviderError         400 unknown_provider
     │   └── UnsupportedParameterError    400 unsupported_parameter
+    ├── UnauthorizedError                401 unauthorized
+    ├── ForbiddenError                   403 forbidden
+    ├── RateLimitedError                 429 rate_limited              (Retry-After)
     ├── NotFoundError                    404 not_found
     │   ├── AgentNotFoundError           404 agent_not_found
     │   ├── SessionNotFoundError         404 session_not_found
@@ -79,6 +82,34 @@ class UnknownProviderError(InvalidRequestError):
 class UnsupportedParameterError(InvalidRequestError):
     code = "unsupported_parameter"
     label = "unsupported_parameter"
+
+
+class UnauthorizedError(GatewayError):
+    status = 401
+    code = "unauthorized"
+    label = "unauthorized"
+
+
+class ForbiddenError(GatewayError):
+    status = 403
+    code = "forbidden"
+    label = "forbidden"
+
+
+class RateLimitedError(GatewayError):
+    """A client exceeded its own request or token rate."""
+
+    status = 429
+    code = "rate_limited"
+    label = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float, details: Mapping[str, Any]) -> None:
+        super().__init__(message, details=details)
+        self._retry_after = retry_after_s
+
+    @property
+    def retry_after(self) -> float | None:
+        return self._retry_after
 
 
 class NotFoundError(GatewayError):

@@ -87,6 +87,22 @@ def worker_app() -> Litestar:
     return app
 
 
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def check_exposure(settings: Settings, host: str) -> None:
+    """Without client authentication the gateway serves only this machine."""
+    if settings.auth.enabled:
+        log.info("auth_enabled", client_keys=len(settings.client_keys))
+        return
+    if host not in _LOOPBACK and not host.startswith("127."):
+        raise ConfigError(
+            f"auth.enabled is false, so the gateway may only listen on loopback, not {host!r}: "
+            "enable auth (auth.enabled: true with clientKeys) or bind to 127.0.0.1"
+        )
+    log.warning("auth_disabled", detail="no client authentication: serving on loopback only")
+
+
 def serve(
     settings: Settings,
     *,
@@ -99,6 +115,7 @@ def serve(
     configure_logging(settings.logging.level, settings.logging.format)
     host = host or settings.server.host
     port = settings.server.port if port is None else port
+    check_exposure(settings, host)
     common: dict[str, Any] = {
         "host": host,
         "port": port,

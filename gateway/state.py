@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import structlog
 from prometheus_client import CollectorRegistry
 
+from gateway.api.auth import Authenticator, ClientRateLimits
 from gateway.config.settings import Settings
 from gateway.domain.agents import AgentService
 from gateway.domain.models import ModelCatalog
@@ -63,6 +64,8 @@ class Gateway:
             attempt_timeout_s=settings.runtime.router.provider_timeout,
         )
         self.agents = AgentService(store, self.catalog, self.router, settings.memory.token_window)
+        self.auth = Authenticator(settings)
+        self.client_limits = ClientRateLimits()
         self._loader = settings_loader
         self._reload_lock = asyncio.Lock()
         registry.apply(settings.providers)
@@ -76,6 +79,7 @@ class Gateway:
         self.router.update_providers(settings.providers)
         self.catalog = ModelCatalog(settings.providers, settings.models, settings.routes)
         self.agents.update(self.catalog)
+        self.auth = Authenticator(settings)
         log.info(
             "config_applied",
             providers={name: p.status for name, p in settings.providers.items()},

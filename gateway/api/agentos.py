@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath
 from litestar.response import Stream
 
+from gateway.api.auth import scope_of
 from gateway.api.bodies import (
     AgentBody,
     MessageBody,
@@ -80,7 +81,7 @@ class AgentController(Controller):
     @post("/", status_code=201)
     async def create_agent(self, request: AnyRequest) -> Response[bytes]:
         spec = agent_spec(decode(await request.body(), AgentBody))
-        record = await gateway_of(request).agents.create_agent(spec)
+        record = await gateway_of(request).agents.create_agent(spec, scope_of(request))
         return json_response(agent_json(record), 201)
 
     @get("/")
@@ -105,7 +106,9 @@ class AgentController(Controller):
         }
         merged.update(patch_body)
         spec = agent_spec(decode(encode(merged), AgentBody))
-        return json_response(agent_json(await service.update_agent(agent_id, spec)))
+        return json_response(
+            agent_json(await service.update_agent(agent_id, spec, scope_of(request)))
+        )
 
     @delete("/{agent_id:str}", status_code=204)
     async def delete_agent(self, request: AnyRequest, agent_id: FromPath[str]) -> None:
@@ -167,7 +170,9 @@ class AgentController(Controller):
         route = _route_choice(request, body)
         service = gateway_of(request).agents
         if request.query_params.get("stream", "").lower() in ("1", "true", "yes"):
-            streaming = await service.open_stream(agent_id, session_id, incoming, route)
+            streaming = await service.open_stream(
+                agent_id, session_id, incoming, route, scope_of(request)
+            )
             note_routing(request, streaming.routing)
             return Stream(
                 _agentos_frames(streaming),
@@ -179,7 +184,7 @@ class AgentController(Controller):
                     "x-accel-buffering": "no",
                 },
             )
-        reply = await service.post_message(agent_id, session_id, incoming, route)
+        reply = await service.post_message(agent_id, session_id, incoming, route, scope_of(request))
         note_routing(request, reply.routing)
         answer = {
             "messageId": reply.message.id,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 
+from gateway.config.settings import ClientKey
 from gateway.routing.record import RoutingRecord
-from gateway.state import Gateway
+
+if TYPE_CHECKING:
+    from gateway.state import Gateway
 
 SCOPE_KEY = "gateway.request"
 
@@ -18,6 +21,7 @@ class RequestContext:
     request_id: str
     api: str
     routing: RoutingRecord | None = None
+    client: ClientKey | None = None
 
 
 def gateway_of(request: Request[Any, Any, Any]) -> Gateway:

@@ -62,9 +62,10 @@ def render_error(
         error_type = _OPENAI_TYPES.get(
             status, "api_error" if status >= 500 else "invalid_request_error"
         )
-        body: dict[str, Any] = {"error": {"message": message, "type": error_type, "code": code}}
-        if details and "field" in details:
-            body["error"]["param"] = details["field"]
+        param = (details or {}).get("field")
+        body: dict[str, Any] = {
+            "error": {"message": message, "type": error_type, "code": code, "param": param}
+        }
     else:
         body = {"code": code, "message": message, "details": details or {}}
     return json_response(body, status, headers)

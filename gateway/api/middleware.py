@@ -95,6 +95,8 @@ class RequestContextMiddleware:
                 "reason": routing.reason,
                 "attempts": routing.upstream_calls,
             }
+        if gateway is not None and context.client is not None and routing and routing.usage:
+            gateway.client_limits.charge_tokens(context.client.name, routing.usage.total_tokens)
         if gateway is not None:
             metrics = gateway.metrics
             metrics.request_duration.labels(context.api, f"{status // 100}xx").observe(duration)

@@ -17,6 +17,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Stream
 
+from gateway.api.auth import scope_of
 from gateway.api.context import gateway_of, note_routing, request_id_of
 from gateway.api.openai_answers import ChunkBuilder, completion_json, error_frame
 from gateway.api.openai_wire import header_fallbacks, parse_chat_body
@@ -63,6 +64,9 @@ class OpenAIController(Controller):
         call = parse_chat_body(await request.body())
         fallbacks = call.fallbacks + header_fallbacks(request.headers.get("x-gateway-fallbacks"))
         plan = plan_for(gateway, call.model, fallbacks)
+        check_scope = scope_of(request)
+        if check_scope is not None:
+            check_scope(plan)
         chat = call.to_request(translate=needs_translation(gateway, plan))
         if call.stream:
             routed = await gateway.router.open_stream(plan, chat)

@@ -2,7 +2,7 @@
 
 The body is decoded once to a dict; the fields the gateway needs are validated and taken out, and
 everything else stays in ``ChatRequest.passthrough``. When every candidate speaks the OpenAI wire
-the OpenAI parameters stay there too, byte for byte as the client sent them (``max_completion_tokens``,
+the OpenAI parameters stay there too, exactly as the client sent them (``max_completion_tokens``,
 ``tools`` with ``strict``, ``stop`` as a string...); when a candidate needs translating they are
 moved into the typed ``ChatRequest`` fields the Gemini and Anthropic adapters understand.
 """

@@ -14,16 +14,10 @@ from gateway import __version__
 from gateway.api.context import gateway_of
 from gateway.api.responses import json_response
 from gateway.config.loader import ConfigError
-from gateway.errors import GatewayError, InvalidRequestError, NotFoundError
+from gateway.errors import InvalidRequestError, NotFoundError, UnauthorizedError
 from gateway.state import Gateway
 
 AnyRequest = Request[Any, Any, Any]
-
-
-class UnauthorizedError(GatewayError):
-    status = 401
-    code = "unauthorized"
-    label = "unauthorized"
 
 
 def provider_health(gateway: Gateway) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ resolve each provider's endpoint and key. Every error names the file, the key pa
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -19,13 +20,15 @@ import yaml
 from dotenv import dotenv_values
 
 from gateway.config.schema import (
+    AuthSection,
+    ClientKeySection,
     FileSettings,
     ProviderSection,
     RouteSection,
     TimeoutsSection,
     dec_hook,
 )
-from gateway.config.settings import KNOWN_PROVIDERS, ProviderRuntime, Settings
+from gateway.config.settings import KNOWN_PROVIDERS, ClientKey, ProviderRuntime, Settings
 
 T = TypeVar("T")
 
@@ -101,6 +104,42 @@ def _resolve_provider(
     )
 
 
+def _client_keys(auth: AuthSection, env: Mapping[str, str], source: str) -> tuple[ClientKey, ...]:
+    """Every client key, hashed; the key text itself is not kept."""
+    entries = [(f"auth.clientKeys[{i}]", entry) for i, entry in enumerate(auth.client_keys)]
+    if auth.client_keys_file:
+        path = Path(auth.client_keys_file)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{source}: auth.clientKeysFile: cannot read {path}: {exc}") from None
+        if not isinstance(raw, list):
+            raise ConfigError(f"{path}: expected a list of client keys")
+        for i, item in enumerate(raw):
+            entries.append(
+                (f"{path}[{i}]", _convert(item, ClientKeySection, source, f"{path}[{i}]"))
+            )
+    keys = []
+    for where, entry in entries:
+        if entry.key_env is not None:
+            secret = env.get(entry.key_env)
+            if not secret:
+                raise ConfigError(f"{source}: {where}.keyEnv: variable {entry.key_env} is not set")
+            digest = hashlib.sha256(secret.encode()).digest()
+        else:
+            digest = bytes.fromhex(entry.key_sha256 or "")
+        keys.append(
+            ClientKey(
+                entry.name,
+                digest,
+                tuple(entry.models),
+                entry.requests_per_minute,
+                entry.tokens_per_minute,
+            )
+        )
+    return tuple(keys)
+
+
 def _check_model_name(name: str, providers: Mapping[str, Any], where: str, source: str) -> None:
     provider, sep, model = name.partition(":")
     if not sep or not model:
@@ -166,6 +205,7 @@ def parse_settings(
         storage=file.storage,
         auth=file.auth,
         admin_token=env.get(file.auth.admin_token_env) or None,
+        client_keys=_client_keys(file.auth, env, source),
         metrics_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         config_path=config_path,
         env_file=env_file,

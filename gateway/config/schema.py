@@ -153,9 +153,33 @@ class StorageSection(_Section, frozen=True):
     url: str = "sqlite+aiosqlite:///./data/gateway.db"
 
 
+class ClientKeySection(_Section, frozen=True):
+    """One client API key: the key itself from a variable, or only its SHA-256 (hex)."""
+
+    name: str
+    key_env: str | None = None
+    key_sha256: str | None = None
+    # Model names, ``provider:*`` patterns or route names this key may use; empty means all.
+    models: list[str] = msgspec.field(default_factory=list)
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.key_env is None) == (self.key_sha256 is None):
+            raise ValueError(f"client key {self.name!r}: set exactly one of keyEnv or keySha256")
+        if self.key_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.key_sha256):
+            raise ValueError(f"client key {self.name!r}: keySha256 must be 64 lowercase hex digits")
+        for limit in (self.requests_per_minute, self.tokens_per_minute):
+            if limit is not None and limit < 1:
+                raise ValueError(f"client key {self.name!r}: limits must be at least 1")
+
+
 class AuthSection(_Section, frozen=True):
     enabled: bool = False
     admin_token_env: str = "GATEWAY_ADMIN_TOKEN"  # noqa: S105 - a variable name
+    client_keys: list[ClientKeySection] = msgspec.field(default_factory=list)
+    # A YAML file holding more ``clientKeys`` entries (e.g. mounted from a secret).
+    client_keys_file: str | None = None
 
 
 class FileSettings(_Section, frozen=True):

@@ -87,6 +87,17 @@ class ProviderRuntime:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientKey:
+    """A client API key as the gateway keeps it: only the SHA-256 digest of the key."""
+
+    name: str
+    sha256: bytes = field(repr=False)
+    models: tuple[str, ...] = ()
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSection
     logging: LoggingSection
@@ -99,6 +110,7 @@ class Settings:
     storage: StorageSection
     auth: AuthSection
     admin_token: str | None = field(default=None, repr=False)
+    client_keys: tuple[ClientKey, ...] = ()
     # Set when several workers share metrics (prometheus-client multiprocess mode).
     metrics_multiproc_dir: str | None = None
     config_path: Path | None = None

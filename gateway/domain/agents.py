@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,9 @@ from gateway.routing.router import Router
 from gateway.routing.stream import RoutedStream
 from gateway.store.base import Store
 from gateway.store.records import AgentRecord, MessageRecord, SessionRecord
+
+# Raises when the caller may not use the plan's models (a client key's scope).
+Authorize = Callable[[Plan], None]
 
 
 def now() -> datetime:
@@ -110,8 +113,12 @@ class AgentService:
 
     # -- agents -----------------------------------------------------------------------------
 
-    async def create_agent(self, spec: AgentSpec) -> AgentRecord:
-        self.plan_for(spec)
+    async def create_agent(
+        self, spec: AgentSpec, authorize: Authorize | None = None
+    ) -> AgentRecord:
+        plan = self.plan_for(spec)
+        if authorize is not None:
+            authorize(plan)
         stamp = now()
         record = AgentRecord(new_id(), spec.name, spec.to_document(), stamp, stamp)
         await self._store.create_agent(record)
@@ -126,9 +133,13 @@ class AgentService:
     async def list_agents(self, limit: int, offset: int) -> list[AgentRecord]:
         return await self._store.list_agents(limit=limit, offset=offset)
 
-    async def update_agent(self, agent_id: str, spec: AgentSpec) -> AgentRecord:
+    async def update_agent(
+        self, agent_id: str, spec: AgentSpec, authorize: Authorize | None = None
+    ) -> AgentRecord:
         current = await self.get_agent(agent_id)
-        self.plan_for(spec)
+        plan = self.plan_for(spec)
+        if authorize is not None:
+            authorize(plan)
         record = replace(current, name=spec.name, data=spec.to_document(), updated_at=now())
         if not await self._store.update_agent(record):
             raise AgentNotFoundError(f"agent {agent_id} not found", details={"agentId": agent_id})
@@ -197,10 +208,13 @@ class AgentService:
         session_id: str,
         incoming: Sequence[ChatMessage],
         route: RouteChoice | None,
+        authorize: Authorize | None,
     ) -> tuple[Plan, ChatRequest]:
         agent = AgentSpec.from_record(await self.get_agent(agent_id))
         await self.get_session(agent_id, session_id)
         plan = self._plan_with_route(agent, route)
+        if authorize is not None:
+            authorize(plan)
         for message in incoming:  # stored before any upstream call: acknowledged means kept
             await self._store.append_message(
                 MessageRecord(new_id(), session_id, message.role, message.content, now())
@@ -257,8 +271,9 @@ class AgentService:
         session_id: str,
         incoming: Sequence[ChatMessage],
         route: RouteChoice | None = None,
+        authorize: Authorize | None = None,
     ) -> Reply:
-        plan, request = await self._prepare(agent_id, session_id, incoming, route)
+        plan, request = await self._prepare(agent_id, session_id, incoming, route, authorize)
         started = time.perf_counter()
         try:
             result, routing = await self._router.complete(plan, request)
@@ -285,8 +300,9 @@ class AgentService:
         session_id: str,
         incoming: Sequence[ChatMessage],
         route: RouteChoice | None = None,
+        authorize: Authorize | None = None,
     ) -> StreamingReply:
-        plan, request = await self._prepare(agent_id, session_id, incoming, route)
+        plan, request = await self._prepare(agent_id, session_id, incoming, route, authorize)
         started = time.perf_counter()
         try:
             stream = await self._router.open_stream(plan, request)

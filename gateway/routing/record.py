@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.domain.models import Candidate, Plan
+from gateway.domain.types import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class RoutingRecord:
     served: Candidate | None = None
     served_index: int = -1
     panic: bool = False
+    usage: Usage | None = None  # known once the answer is complete
 
     @property
     def fallback(self) -> bool:

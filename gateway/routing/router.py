@@ -244,6 +244,7 @@ class Router:
         run, result = await self._race(record, attempt, discard)
         latency = self.clock() - run.started
         self.record_success(run.admission, latency, result.usage)
+        record.usage = result.usage
         self._served(record, run, latency)
         return result, record
 

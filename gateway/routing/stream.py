@@ -63,6 +63,7 @@ class RoutedStream:
                 raise cut
             latency = self._router.clock() - self._started
             self._settled = True
+            self.record.usage = usage
             self._router.record_success(self._admission, latency, usage, self._ttft_s)
         finally:
             await self.aclose()

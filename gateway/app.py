@@ -19,6 +19,7 @@ from gateway.api.openai import OpenAIController
 from gateway.api.ops import AdminController, OpsController
 from gateway.config.settings import Settings
 from gateway.providers.registry import TransportFactory
+from gateway.redaction import Redactor
 from gateway.state import SettingsLoader, running_gateway
 
 
@@ -29,6 +30,7 @@ def create_app(
     settings_loader: SettingsLoader | None = None,
     transport_factory: TransportFactory | None = None,
     health_clock: Callable[[], float] = time.monotonic,
+    redactor: Redactor | None = None,
 ) -> Litestar:
     """The app for ``settings``. Tests inject a metrics registry, a reload source, fake upstream
     transports and a fake clock for breakers and statistics."""
@@ -37,7 +39,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with running_gateway(
-            settings, registry, settings_loader, transport_factory, health_clock
+            settings,
+            registry,
+            settings_loader=settings_loader,
+            transport_factory=transport_factory,
+            health_clock=health_clock,
+            redactor=redactor,
         ) as gateway:
             app.state.gateway = gateway
             yield

@@ -22,3 +22,33 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
             if piece in text:
                 text = text.replace(piece, "[redacted]")
     return text
+
+
+class Redactor:
+    """The current secrets (they change on reload) and a fast check for any 8-character piece of them.
+
+    Most text holds no secret: a set lookup per 8-character window answers that in one pass, and only
+    text that does hold a piece pays for ``redact``.
+    """
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self._secrets: tuple[str, ...] = ()
+        self._pieces: frozenset[str] = frozenset()
+        self.update(secrets)
+
+    def update(self, secrets: Iterable[str | None]) -> None:
+        self._secrets = tuple(s for s in secrets if s)
+        self._pieces = frozenset(
+            s[i : i + _PIECE] for s in self._secrets for i in range(max(1, len(s) - _PIECE + 1))
+        )
+
+    def contains_secret(self, text: str) -> bool:
+        pieces = self._pieces
+        if not pieces:
+            return False
+        if len(text) < _PIECE:
+            return text in pieces
+        return any(text[i : i + _PIECE] in pieces for i in range(len(text) - _PIECE + 1))
+
+    def __call__(self, text: str) -> str:
+        return redact(text, self._secrets) if self.contains_secret(text) else text

@@ -22,6 +22,7 @@ from gateway.app import create_app
 from gateway.config.loader import ConfigError, load_settings
 from gateway.config.settings import Settings
 from gateway.observability.logging import configure_logging
+from gateway.redaction import Redactor
 
 log = structlog.get_logger("gateway")
 
@@ -37,8 +38,10 @@ def _loader(config: str | None, env_file: str | None) -> Any:
     return load
 
 
-def build_served_app(settings: Settings, config: str | None, env_file: str | None) -> Litestar:
-    app = create_app(settings, settings_loader=_loader(config, env_file))
+def build_served_app(
+    settings: Settings, config: str | None, env_file: str | None, redactor: Redactor
+) -> Litestar:
+    app = create_app(settings, settings_loader=_loader(config, env_file), redactor=redactor)
 
     async def install_sighup(app: Litestar) -> None:
         loop = asyncio.get_running_loop()
@@ -76,8 +79,9 @@ def worker_app() -> Litestar:
     config = os.environ.get(_CONFIG_VAR) or None
     env_file = os.environ.get(_ENV_FILE_VAR) or None
     settings = load_settings(config, env_file)
-    configure_logging(settings.logging.level, settings.logging.format)
-    app = build_served_app(settings, config, env_file)
+    redactor = Redactor(settings.secrets())
+    configure_logging(settings.logging.level, settings.logging.format, redactor)
+    app = build_served_app(settings, config, env_file, redactor)
 
     def forget_worker(app: Litestar) -> None:
         # Live gauges (in-flight requests) of a stopped worker must not linger in the sum.
@@ -112,7 +116,8 @@ def serve(
     config: str | None,
     env_file: str | None,
 ) -> int:
-    configure_logging(settings.logging.level, settings.logging.format)
+    redactor = Redactor(settings.secrets())
+    configure_logging(settings.logging.level, settings.logging.format, redactor)
     host = host or settings.server.host
     port = settings.server.port if port is None else port
     check_exposure(settings, host)
@@ -131,5 +136,5 @@ def serve(
         os.environ[_MULTIPROC_VAR] = _fresh_multiproc_dir(settings)
         uvicorn.run("gateway.server:worker_app", factory=True, workers=workers, **common)
     else:
-        uvicorn.run(build_served_app(settings, config, env_file), **common)
+        uvicorn.run(build_served_app(settings, config, env_file, redactor), **common)
     return 0

@@ -20,6 +20,7 @@ from gateway.domain.agents import AgentService
 from gateway.domain.models import ModelCatalog
 from gateway.observability.metrics import GatewayMetrics, LabelBounds
 from gateway.providers.registry import ProviderRegistry, TransportFactory
+from gateway.redaction import Redactor
 from gateway.routing.health import HealthBook
 from gateway.routing.router import Router
 from gateway.store.base import Store
@@ -49,7 +50,10 @@ class Gateway:
         *,
         settings_loader: SettingsLoader | None,
         health_clock: Callable[[], float] = time.monotonic,
+        redactor: Redactor | None = None,
     ) -> None:
+        self.redactor = redactor or Redactor()
+        self.redactor.update(settings.secrets())
         self.settings = settings
         self.store = store
         self.metrics = GatewayMetrics(metrics_registry, label_bounds(settings))
@@ -73,6 +77,7 @@ class Gateway:
     def apply(self, settings: Settings) -> None:
         """Swap in new settings: providers, keys, aliases and routes take effect for the next request."""
         self.settings = settings
+        self.redactor.update(settings.secrets())
         self.metrics.bounds = label_bounds(settings)
         self.providers.apply(settings.providers)
         self.health.update_providers(settings.providers)
@@ -98,9 +103,11 @@ class Gateway:
 async def running_gateway(
     settings: Settings,
     metrics_registry: CollectorRegistry,
+    *,
     settings_loader: SettingsLoader | None = None,
     transport_factory: TransportFactory | None = None,
     health_clock: Callable[[], float] = time.monotonic,
+    redactor: Redactor | None = None,
 ) -> AsyncIterator[Gateway]:
     registry = ProviderRegistry(transport_factory)
     async with open_store(settings.storage.url) as store:
@@ -112,6 +119,7 @@ async def running_gateway(
                 registry,
                 settings_loader=settings_loader,
                 health_clock=health_clock,
+                redactor=redactor,
             )
         finally:
             await registry.aclose()

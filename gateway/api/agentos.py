@@ -21,6 +21,7 @@ from gateway.api.bodies import (
     decode,
 )
 from gateway.api.context import gateway_of, note_routing, request_id_of
+from gateway.api.limits import check_request_limits
 from gateway.api.responses import encode, json_response, rfc3339
 from gateway.domain.agents import RouteChoice, StreamingReply
 from gateway.errors import GatewayError, InvalidRequestError
@@ -81,6 +82,12 @@ class AgentController(Controller):
     @post("/", status_code=201)
     async def create_agent(self, request: AnyRequest) -> Response[bytes]:
         spec = agent_spec(decode(await request.body(), AgentBody))
+        check_request_limits(
+            gateway_of(request).settings.server,
+            messages=0,
+            max_tokens=spec.max_tokens,
+            tokens_field="model.maxTokens",
+        )
         record = await gateway_of(request).agents.create_agent(spec, scope_of(request))
         return json_response(agent_json(record), 201)
 
@@ -167,6 +174,12 @@ class AgentController(Controller):
         session_id = check_uuid(session_id, "sessionId")
         body = decode(await request.body(), MessageBody)
         incoming = chat_messages(body)
+        check_request_limits(
+            gateway_of(request).settings.server,
+            messages=len(incoming),
+            max_tokens=None,
+            tokens_field="maxTokens",
+        )
         route = _route_choice(request, body)
         service = gateway_of(request).agents
         if request.query_params.get("stream", "").lower() in ("1", "true", "yes"):

@@ -15,7 +15,6 @@ from litestar.exceptions import HTTPException
 
 from gateway.api.responses import json_response
 from gateway.errors import GatewayError, UpstreamError
-from gateway.redaction import redact
 
 log = structlog.get_logger("gateway.api")
 
@@ -40,9 +39,9 @@ _OPENAI_TYPES = {
 }
 
 
-def _secrets(request: Request[Any, Any, Any]) -> tuple[str, ...]:
+def _redact(request: Request[Any, Any, Any], text: str) -> str:
     gateway = getattr(request.app.state, "gateway", None)
-    return gateway.settings.secrets() if gateway is not None else ()
+    return gateway.redactor(text) if gateway is not None else text
 
 
 def render_error(
@@ -54,7 +53,7 @@ def render_error(
     details: dict[str, Any] | None = None,
     retry_after: float | None = None,
 ) -> Response[bytes]:
-    message = redact(message, _secrets(request))
+    message = _redact(request, message)
     headers: dict[str, str] = {}
     if retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(retry_after)))

@@ -19,6 +19,7 @@ from litestar.response import Stream
 
 from gateway.api.auth import scope_of
 from gateway.api.context import gateway_of, note_routing, request_id_of
+from gateway.api.limits import check_request_limits
 from gateway.api.openai_answers import ChunkBuilder, completion_json, error_frame
 from gateway.api.openai_wire import header_fallbacks, parse_chat_body
 from gateway.api.responses import json_response
@@ -63,6 +64,15 @@ class OpenAIController(Controller):
         gateway = gateway_of(request)
         call = parse_chat_body(await request.body())
         fallbacks = call.fallbacks + header_fallbacks(request.headers.get("x-gateway-fallbacks"))
+        params = call.params
+        check_request_limits(
+            gateway.settings.server,
+            messages=len(call.messages),
+            max_tokens=params.get("max_completion_tokens", params.get("max_tokens")),
+            tokens_field="max_completion_tokens"
+            if "max_completion_tokens" in params
+            else "max_tokens",
+        )
         plan = plan_for(gateway, call.model, fallbacks)
         check_scope = scope_of(request)
         if check_scope is not None:

@@ -54,6 +54,8 @@ class ServerSection(_Section, frozen=True):
     host: str = "0.0.0.0"  # noqa: S104 - Agno-Go's default; auth rules tighten this later
     port: int = 8080
     max_body_bytes: int = 4 * 1024 * 1024
+    max_messages: int = 1000
+    max_output_tokens: int = 65536
     drain_timeout: Duration = Duration(20)
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import structlog
 
+from gateway.redaction import Redactor
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -20,7 +22,31 @@ _LEVELS = {
 }
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+def redacting(redactor: Redactor) -> Any:
+    """A processor that removes every secret (and 8-character piece of one) from every field."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return redactor(value)
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        if value is None or isinstance(value, int | float | bool):
+            return value
+        return redactor(str(value))
+
+    def process(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        for key, value in event.items():
+            event[key] = clean(value)
+        return event
+
+    return process
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", redactor: Redactor | None = None
+) -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -44,6 +70,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info if use_json else _identity,
+            redacting(redactor or Redactor()),
             renderer,
         ],
     )

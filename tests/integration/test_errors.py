@@ -119,3 +119,26 @@ def test_oversized_body_is_413(
 def test_unknown_route_and_method(client: httpx.Client) -> None:
     _assert_error(client.get("/nope"), 404, "not_found")
     _assert_error(client.put("/agents"), 405, "method_not_allowed")
+
+
+def test_message_count_and_max_tokens_limits_name_the_limit(
+    settings_factory: Callable[..., Settings],
+    sim_env: dict[str, str],
+    start_gateway: Callable[..., ServerThread],
+) -> None:
+    settings = settings_factory(env=sim_env, server={"maxMessages": 3, "maxOutputTokens": 100})
+    server = start_gateway(settings)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        url = new_session(client)
+        many = {"messages": [{"role": "user", "content": "x"}] * 4}
+        response = client.post(url, json=many)
+        _assert_error(response, 413, "payload_too_large", "messages")
+        assert "server.maxMessages" in response.json()["message"]
+        big = {"name": "big", "model": {"provider": "openai", "modelId": "m", "maxTokens": 101}}
+        _assert_error(client.post("/agents", json=big), 400, "invalid_request", "model.maxTokens")
+        chat = client.post(
+            "/v1/chat/completions",
+            json={"model": "openai:m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 500},
+        )
+        assert chat.status_code == 400
+        assert chat.json()["error"]["param"] == "max_tokens"

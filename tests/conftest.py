@@ -6,10 +6,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from gateway.config.loader import parse_settings
 from gateway.config.settings import Settings
+from tests.support.postgres import PostgresServer, PostgresUnavailable
 
 SettingsFactory = Callable[..., Settings]
 
@@ -40,3 +44,24 @@ def settings_factory(tmp_path: Path) -> SettingsFactory:
         return parse_settings(raw, dict(env or {}), source="test.yaml")
 
     return build
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session (each test takes a fresh database from it)."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        if os.environ.get("GATEWAY_ALLOW_MISSING_POSTGRES") == "1":
+            pytest.skip(str(exc))
+        raise
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.new_database()

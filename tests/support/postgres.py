@@ -53,7 +53,7 @@ class PostgresServer:
         cmd = list(args)
         if self._as_postgres:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)  # noqa: S603
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
         if self._as_postgres:

@@ -6,11 +6,15 @@ SIGHUP reloads configuration and ``.env`` (like ``POST /admin/reload``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import tempfile
+import threading
+from collections.abc import Generator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -94,6 +98,36 @@ def worker_app() -> Litestar:
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with a readiness grace period: the first SIGTERM/SIGINT turns ``/ready`` to 503 and
+    only after ``delay_s`` does uvicorn stop accepting and drain in-flight requests."""
+
+    def __init__(self, config: uvicorn.Config, app: Litestar, delay_s: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._delay_s = delay_s
+        self._draining = False
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            yield
+            # uvicorn re-raises the signal after shutdown; a drained shutdown is a clean exit (0).
+            self._captured_signals.clear()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self._delay_s <= 0:
+            self._app.state.draining = True
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        self._app.state.draining = True
+        log.info("draining", delay_s=self._delay_s)
+        timer = threading.Timer(self._delay_s, super().handle_exit, (sig, frame))
+        timer.daemon = True
+        timer.start()
+
+
 def check_exposure(settings: Settings, host: str) -> None:
     """Without client authentication the gateway serves only this machine."""
     if settings.auth.enabled:
@@ -136,5 +170,7 @@ def serve(
         os.environ[_MULTIPROC_VAR] = _fresh_multiproc_dir(settings)
         uvicorn.run("gateway.server:worker_app", factory=True, workers=workers, **common)
     else:
-        uvicorn.run(build_served_app(settings, config, env_file, redactor), **common)
+        app = build_served_app(settings, config, env_file, redactor)
+        server = DrainingServer(uvicorn.Config(app, **common), app, settings.server.shutdown_delay)
+        server.run()
     return 0

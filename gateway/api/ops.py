@@ -61,10 +61,16 @@ class OpsController(Controller):
     @get("/ready")
     async def ready(self, request: AnyRequest) -> Response[bytes]:
         gateway = gateway_of(request)
+        draining = bool(getattr(request.app.state, "draining", False))
         store_ok = await gateway.store.ping()
         routable = [p["provider"] for p in provider_health(gateway) if p["routable"]]
-        ready = store_ok
-        body = {"ready": ready, "store": store_ok, "routableProviders": routable}
+        ready = store_ok and not draining
+        body = {
+            "ready": ready,
+            "draining": draining,
+            "store": store_ok,
+            "routableProviders": routable,
+        }
         return json_response(body, 200 if ready else 503)
 
     @get("/metrics")

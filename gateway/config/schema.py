@@ -57,6 +57,9 @@ class ServerSection(_Section, frozen=True):
     max_messages: int = 1000
     max_output_tokens: int = 65536
     drain_timeout: Duration = Duration(20)
+    # After SIGTERM: answer /ready with 503 this long (load balancers stop sending), then stop
+    # accepting and let in-flight requests, streams included, finish within drainTimeout.
+    shutdown_delay: Duration = Duration(1)
 
 
 class LoggingSection(_Section, frozen=True):

@@ -138,7 +138,11 @@ def test_message_count_and_max_tokens_limits_name_the_limit(
         _assert_error(client.post("/agents", json=big), 400, "invalid_request", "model.maxTokens")
         chat = client.post(
             "/v1/chat/completions",
-            json={"model": "openai:m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 500},
+            json={
+                "model": "openai:m",
+                "messages": [{"role": "user", "content": "x"}],
+                "max_tokens": 500,
+            },
         )
         assert chat.status_code == 400
         assert chat.json()["error"]["param"] == "max_tokens"

@@ -131,14 +131,12 @@ class DrainingServer(uvicorn.Server):
 def check_exposure(settings: Settings, host: str) -> None:
     """Without client authentication the gateway serves only this machine."""
     if settings.auth.enabled:
-        log.info("auth_enabled", client_keys=len(settings.client_keys))
         return
     if host not in _LOOPBACK and not host.startswith("127."):
         raise ConfigError(
             f"auth.enabled is false, so the gateway may only listen on loopback, not {host!r}: "
             "enable auth (auth.enabled: true with clientKeys) or bind to 127.0.0.1"
         )
-    log.warning("auth_disabled", detail="no client authentication: serving on loopback only")
 
 
 def serve(
@@ -150,11 +148,11 @@ def serve(
     config: str | None,
     env_file: str | None,
 ) -> int:
-    redactor = Redactor(settings.secrets())
-    configure_logging(settings.logging.level, settings.logging.format, redactor)
     host = host or settings.server.host
     port = settings.server.port if port is None else port
-    check_exposure(settings, host)
+    check_exposure(settings, host)  # refused before anything else is set up
+    redactor = Redactor(settings.secrets())
+    configure_logging(settings.logging.level, settings.logging.format, redactor)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -163,6 +161,10 @@ def serve(
         "timeout_graceful_shutdown": int(settings.server.drain_timeout),
         "lifespan": "on",
     }
+    if settings.auth.enabled:
+        log.info("auth_enabled", client_keys=len(settings.client_keys))
+    else:
+        log.warning("auth_disabled", detail="no client authentication: serving on loopback only")
     log.info("starting", host=host, port=port, workers=workers)
     if workers > 1:
         os.environ[_CONFIG_VAR] = str(settings.config_path or "")

@@ -109,7 +109,7 @@ async def running_gateway(
     health_clock: Callable[[], float] = time.monotonic,
     redactor: Redactor | None = None,
 ) -> AsyncIterator[Gateway]:
-    registry = ProviderRegistry(transport_factory)
+    registry = ProviderRegistry(transport_factory, stack=settings.runtime.router.http_client)
     async with open_store(settings.storage.url) as store:
         try:
             yield Gateway(

@@ -95,6 +95,9 @@ class RouterSection(_Section, frozen=True):
     provider_timeout: Duration = Duration(55)
     provider_retries: int = 1
     provider_backoff: Duration = Duration(0.05)
+    # The HTTP stack under httpx's API: aiohttp's (several times faster under concurrency, see
+    # docs/performance.md) or httpx's own pool.
+    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
 
 
 class RuntimeSection(_Section, frozen=True):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 import msgspec
+from httpx_aiohttp import AiohttpTransport
 
 from gateway.errors import (
     UpstreamAuthError,
@@ -45,9 +46,24 @@ class ClientLimits:
 
 
 def build_client(
-    limits: ClientLimits, transport: httpx.AsyncBaseTransport | None = None
+    limits: ClientLimits,
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    stack: str = "httpx",
 ) -> httpx.AsyncClient:
-    """The pooled client of one provider. Redirects are never followed; proxies never read from env."""
+    """The pooled client of one provider. Redirects are never followed; proxies never read from env.
+
+    ``stack="aiohttp"`` keeps httpx's API over aiohttp's connection pool and HTTP parser (the
+    httpx-aiohttp transport); an explicit ``transport`` (tests) wins over both.
+    """
+    if transport is None and stack == "aiohttp":
+        transport = AiohttpTransport(
+            trust_env=False,
+            limits=httpx.Limits(
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive,
+            ),
+        )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(
             connect=limits.connect_timeout_s,

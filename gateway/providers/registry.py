@@ -45,8 +45,11 @@ def build_adapter(runtime: ProviderRuntime, client: httpx.AsyncClient) -> ChatPr
 
 
 class ProviderRegistry:
-    def __init__(self, transport_factory: TransportFactory | None = None) -> None:
+    def __init__(
+        self, transport_factory: TransportFactory | None = None, *, stack: str = "aiohttp"
+    ) -> None:
         self._transport_factory = transport_factory
+        self._stack = stack
         self._adapters: dict[str, ChatProvider] = {}
         self._runtimes: dict[str, ProviderRuntime] = {}
         self._clients: dict[str, httpx.AsyncClient] = {}
@@ -62,7 +65,7 @@ class ProviderRegistry:
             if name in self._adapters or not runtime.configured:
                 continue
             transport = self._transport_factory(runtime) if self._transport_factory else None
-            client = build_client(_limits(runtime), transport)
+            client = build_client(_limits(runtime), transport, stack=self._stack)
             self._clients[name] = client
             self._runtimes[name] = runtime
             self._adapters[name] = build_adapter(runtime, client)

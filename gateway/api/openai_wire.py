@@ -80,6 +80,7 @@ class ChatCall:
             tools=_tool_specs(p.get("tools")),
             tool_choice=p.get("tool_choice"),
             passthrough=rest,
+            openai_params=p,
         )
 
 

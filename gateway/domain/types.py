@@ -67,6 +67,9 @@ class ChatRequest:
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: str | Mapping[str, Any] | None = None
     passthrough: Mapping[str, Any] = field(default_factory=dict)
+    # The client's own OpenAI parameters when they also had to be translated into the typed fields
+    # above (a plan mixing wire formats): OpenAI-wire adapters send these exactly as given.
+    openai_params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

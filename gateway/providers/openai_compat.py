@@ -56,7 +56,13 @@ def _message_to_wire(message: ChatMessage) -> dict[str, Any]:
 
 
 def request_to_wire(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = dict(request.passthrough)
+    if request.openai_params:
+        # The client spoke OpenAI: send its parameters untouched (strict tools, max_completion_tokens).
+        body = {**request.openai_params, **request.passthrough}
+        body["model"] = request.model
+        body["messages"] = [_message_to_wire(m) for m in request.messages]
+        return _stream_options(body, stream=stream)
+    body = dict(request.passthrough)
     body["model"] = request.model
     body["messages"] = [_message_to_wire(m) for m in request.messages]
     if request.temperature is not None:
@@ -81,6 +87,10 @@ def request_to_wire(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         ]
     if request.tool_choice is not None:
         body["tool_choice"] = request.tool_choice
+    return _stream_options(body, stream=stream)
+
+
+def _stream_options(body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
     if stream:
         body["stream"] = True
         # Ask for usage on the last chunk so tokens are counted for streams too.

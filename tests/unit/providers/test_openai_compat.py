@@ -429,3 +429,27 @@ async def test_error_body_echoing_the_key_is_redacted(
     assert_no_key_leak(str(caught.value))
     assert_no_key_leak(repr(caught.value.details))
     assert "Incorrect API key provided" in str(caught.value)
+
+
+def test_client_openai_params_are_sent_untouched_on_mixed_plans() -> None:
+    from gateway.providers.openai_compat import request_to_wire
+
+    params = {
+        "max_completion_tokens": 50,
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}, "strict": True}}],
+        "temperature": 0.3,
+    }
+    request = ChatRequest(
+        model="gpt-4o",
+        messages=(ChatMessage(role="user", content="hi"),),
+        temperature=0.3,
+        max_tokens=50,
+        passthrough={"seed": 7},
+        openai_params=params,
+    )
+    body = request_to_wire(request, stream=False)
+    assert body["max_completion_tokens"] == 50
+    assert "max_tokens" not in body
+    assert body["tools"][0]["function"]["strict"] is True
+    assert body["seed"] == 7
+    assert body["model"] == "gpt-4o"

@@ -106,6 +106,7 @@ class RequestContextMiddleware:
             return
         log.info(
             "request",
+            request_id=context.request_id,
             method=scope["method"],
             path=scope["path"],
             api=context.api,

@@ -1,0 +1,77 @@
+"""Metric updates: label bounding and the shape of every DESIGN 3.8 collector."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from gateway.observability.metrics import GatewayMetrics, LabelBounds
+
+DESIGN_METRICS = {
+    "gateway_routing_decisions": (
+        "counter",
+        {"route", "requested_model", "served_model", "provider", "decision", "reason"},
+    ),
+    "gateway_fallbacks": ("counter", {"from_provider", "to_provider", "reason"}),
+    "gateway_upstream_requests": ("counter", {"provider", "outcome"}),
+    "gateway_upstream_latency_seconds": ("histogram", {"provider"}),
+    "gateway_upstream_ttft_seconds": ("histogram", {"provider"}),
+    "gateway_breaker_state": ("gauge", {"provider"}),
+    "gateway_breaker_transitions": ("counter", {"provider", "to_state"}),
+    "gateway_provider_up": ("gauge", {"provider"}),
+    "gateway_request_duration_seconds": ("histogram", {"api", "status_class"}),
+    "gateway_overhead_seconds": ("histogram", {"api"}),
+    "gateway_inflight_requests": ("gauge", {"provider"}),
+    "gateway_tokens": ("counter", {"provider", "kind"}),
+}
+
+
+def test_every_design_metric_exists_with_its_type_and_labels() -> None:
+    metrics = GatewayMetrics(CollectorRegistry(), LabelBounds(["openai"], [], []))
+    found = {m.name: m for m in metrics.registry.collect()}
+    for name, (kind, _labels) in DESIGN_METRICS.items():
+        assert name in found, name
+        assert found[name].type == kind, name
+    # Label names come from the collector objects themselves.
+    by_name = {
+        "gateway_routing_decisions": metrics.routing_decisions,
+        "gateway_fallbacks": metrics.fallbacks,
+        "gateway_upstream_requests": metrics.upstream_requests,
+        "gateway_upstream_latency_seconds": metrics.upstream_latency,
+        "gateway_upstream_ttft_seconds": metrics.upstream_ttft,
+        "gateway_breaker_state": metrics.breaker_state,
+        "gateway_breaker_transitions": metrics.breaker_transitions,
+        "gateway_provider_up": metrics.provider_up,
+        "gateway_request_duration_seconds": metrics.request_duration,
+        "gateway_overhead_seconds": metrics.overhead,
+        "gateway_inflight_requests": metrics.inflight,
+        "gateway_tokens": metrics.tokens,
+    }
+    for name, collector in by_name.items():
+        assert set(collector._labelnames) == DESIGN_METRICS[name][1], name
+
+
+def test_labels_outside_the_config_become_other() -> None:
+    bounds = LabelBounds(["openai", "gemini"], ["openai:gpt-4o-mini", "gemini:flash-1.5"], ["chat"])
+    assert bounds.provider("openai") == "openai"
+    assert bounds.provider("evil\nprovider") == "other"
+    assert bounds.provider(None) == "none"
+    assert bounds.model("gemini:flash-1.5") == "gemini:flash-1.5"
+    assert bounds.model("openai:random-123") == "other"
+    assert bounds.route("chat") == "chat"
+    assert bounds.route("nope") == "other"
+    assert bounds.route(None) == "none"
+
+
+def test_breaker_state_and_transitions_are_recorded() -> None:
+    metrics = GatewayMetrics(CollectorRegistry(), LabelBounds(["openai"], [], []))
+    metrics.record_breaker_state("openai", "open", transition=True)
+    metrics.record_breaker_state("openai", "half-open", transition=True)
+    metrics.record_breaker_state("openai", "closed", transition=True)
+    get = metrics.registry.get_sample_value
+    assert get("gateway_breaker_state", {"provider": "openai"}) == 0
+    for state in ("open", "half-open", "closed"):
+        assert (
+            get("gateway_breaker_transitions_total", {"provider": "openai", "to_state": state}) == 1
+        )
+    metrics.record_breaker_state("mystery", "open", transition=False)
+    assert get("gateway_breaker_state", {"provider": "other"}) == 2

@@ -16,6 +16,16 @@ TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
 OTHER = "other"
+UPSTREAM_OUTCOMES = (
+    "success",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "connect_error",
+    "auth_error",
+    "client_error",
+    "stream_error",
+)
 BREAKER_STATE_VALUE = {"closed": 0, "half-open": 1, "open": 2}
 
 
@@ -122,6 +132,20 @@ class GatewayMetrics:
             ["provider", "kind"],
             registry=registry,
         )
+
+    def init_provider(self, provider: str) -> None:
+        """Create a provider's series at zero, so rate() sees its first failure or transition and
+        dashboards show 0 rather than no data."""
+        label = self.bounds.provider(provider)
+        for outcome in UPSTREAM_OUTCOMES:
+            self.upstream_requests.labels(label, outcome)
+        for state in BREAKER_STATE_VALUE:
+            self.breaker_transitions.labels(label, state)
+        for kind in ("prompt", "completion"):
+            self.tokens.labels(label, kind)
+        self.inflight.labels(label)
+        self.upstream_latency.labels(label)
+        self.upstream_ttft.labels(label)
 
     def set_provider_up(self, provider: str, up: bool) -> None:
         self.provider_up.labels(self.bounds.provider(provider)).set(1 if up else 0)

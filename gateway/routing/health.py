@@ -82,6 +82,7 @@ class HealthBook:
             slow_call_s=cfg.slow_call_ms / 1000,
             clock=self._clock,
         )
+        self._metrics.init_provider(name)
         self._metrics.record_breaker_state(name, "closed", transition=False)
         return ProviderHealth(name, breaker, stats)
 

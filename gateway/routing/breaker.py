@@ -139,8 +139,8 @@ class ProviderBreaker:
         if ticket == "probe":
             self._probe_in_flight = False
             self._feed(None)
-        elif self.state == "closed":
-            self._feed(None)  # resets the consecutive-failure counter
+        elif self.state == "closed" and self._cb.fail_counter:
+            self._feed(None)  # resets the consecutive-failure counter (nothing to do at zero)
 
     def on_failure(self, ticket: Ticket, error: Exception) -> None:
         if ticket == "probe":

@@ -436,7 +436,9 @@ def test_client_openai_params_are_sent_untouched_on_mixed_plans() -> None:
 
     params = {
         "max_completion_tokens": 50,
-        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}, "strict": True}}],
+        "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {}, "strict": True}}
+        ],
         "temperature": 0.3,
     }
     request = ChatRequest(

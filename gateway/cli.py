@@ -1,4 +1,4 @@
-"""Command line: ``gateway serve | check-config | demo | sim``."""
+"""Command line: ``gateway serve | check-config | demo | chaos``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep_running=args.keep_running, port=args.port)
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from gateway.chaos import main as run_chaos
+
+    return run_chaos(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up")
     demo.add_argument("--port", type=int, default=0, help="gateway port (default: a free one)")
     demo.set_defaults(func=cmd_demo)
+
+    from gateway.chaos import add_arguments as chaos_arguments
+
+    chaos = sub.add_parser("chaos", help="a failover drill against a running gateway")
+    chaos_arguments(chaos)
+    chaos.set_defaults(func=cmd_chaos)
     return parser
 
 

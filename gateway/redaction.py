@@ -8,18 +8,22 @@ from collections.abc import Iterable
 _PIECE = 8
 
 
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every key, and every 8-character piece of one, found in ``text``."""
+def redact(text: str, secrets: Iterable[str | None], known: str = "") -> str:
+    """Replace every key, and every 8-character piece of one, found in ``text``.
+
+    Pieces that also occur in ``known`` (what the client itself sent) are left alone: hiding them
+    would tell the client which of its own strings are pieces of a key.
+    """
     for secret in secrets:
         if not secret or len(secret) < _PIECE:
-            if secret and secret in text:
+            if secret and secret in text and secret not in known:
                 text = text.replace(secret, "[redacted]")
             continue
-        if secret in text:
+        if secret in text and secret not in known:
             text = text.replace(secret, "[redacted]")
         for start in range(len(secret) - _PIECE + 1):
             piece = secret[start : start + _PIECE]
-            if piece in text:
+            if piece in text and piece not in known:
                 text = text.replace(piece, "[redacted]")
     return text
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -95,9 +96,6 @@ def worker_app() -> Litestar:
     return app
 
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
 class DrainingServer(uvicorn.Server):
     """uvicorn, with a readiness grace period: the first SIGTERM/SIGINT turns ``/ready`` to 503 and
     only after ``delay_s`` does uvicorn stop accepting and drain in-flight requests."""
@@ -128,11 +126,20 @@ class DrainingServer(uvicorn.Server):
         timer.start()
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost could resolve anywhere
+
+
 def check_exposure(settings: Settings, host: str) -> None:
     """Without client authentication the gateway serves only this machine."""
     if settings.auth.enabled:
         return
-    if host not in _LOOPBACK and not host.startswith("127."):
+    if not _is_loopback(host):
         raise ConfigError(
             f"auth.enabled is false, so the gateway may only listen on loopback, not {host!r}: "
             "enable auth (auth.enabled: true with clientKeys) or bind to 127.0.0.1"

@@ -39,11 +39,6 @@ _OPENAI_TYPES = {
 }
 
 
-def _redact(request: Request[Any, Any, Any], text: str) -> str:
-    gateway = getattr(request.app.state, "gateway", None)
-    return gateway.redactor(text) if gateway is not None else text
-
-
 def render_error(
     request: Request[Any, Any, Any],
     status: int,
@@ -53,7 +48,6 @@ def render_error(
     details: dict[str, Any] | None = None,
     retry_after: float | None = None,
 ) -> Response[bytes]:
-    message = _redact(request, message)
     headers: dict[str, str] = {}
     if retry_after is not None:
         headers["retry-after"] = str(max(1, math.ceil(retry_after)))

@@ -25,7 +25,6 @@ from gateway.api.openai_wire import header_fallbacks, parse_chat_body
 from gateway.api.responses import json_response
 from gateway.domain.models import Plan
 from gateway.errors import GatewayError, InvalidRequestError, ModelNotFoundError
-from gateway.redaction import redact
 from gateway.routing.stream import RoutedStream
 from gateway.state import Gateway
 
@@ -86,7 +85,7 @@ class OpenAIController(Controller):
                 str(served.ref) if served else call.model, include_usage=call.include_usage
             )
             return Stream(
-                _chunks(routed, builder, gateway.settings.secrets()),
+                _chunks(routed, builder),
                 status_code=200,
                 media_type="text/event-stream",
                 headers={**routed.record.headers(request_id_of(request)), **_STREAM_HEADERS},
@@ -113,9 +112,7 @@ class OpenAIController(Controller):
         )
 
 
-async def _chunks(
-    routed: RoutedStream, builder: ChunkBuilder, secrets: tuple[str, ...]
-) -> AsyncIterator[bytes]:
+async def _chunks(routed: RoutedStream, builder: ChunkBuilder) -> AsyncIterator[bytes]:
     """Relay the routed stream chunk by chunk; a late failure is an error frame and no [DONE]."""
     events = aiter(routed)
     try:
@@ -125,7 +122,7 @@ async def _chunks(
                 yield frame
     except GatewayError as exc:
         log.warning("stream_failed_after_first_byte", code=exc.code, api="openai")
-        yield error_frame(exc.status_code, exc.code, redact(exc.message, secrets))
+        yield error_frame(exc.status_code, exc.code, exc.message)
         return
     except Exception as exc:
         log.error("stream_failed_unexpectedly", error_type=type(exc).__name__, api="openai")

@@ -69,7 +69,7 @@ def configure_logging(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if use_json else _identity,
+            structlog.processors.format_exc_info,
             redacting(redactor or Redactor()),
             renderer,
         ],
@@ -85,7 +85,3 @@ def configure_logging(
         logger.propagate = True
     # One line per request comes from our middleware; uvicorn's access line would repeat it.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-
-
-def _identity(logger: Any, name: str, event: Any) -> Any:
-    return event

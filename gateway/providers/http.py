@@ -149,10 +149,20 @@ def _upstream_message(body: bytes) -> str:
 
 
 def error_from_response(
-    provider: str, status: int, headers: httpx.Headers, body: bytes, api_key: str | None
+    provider: str,
+    status: int,
+    headers: httpx.Headers,
+    body: bytes,
+    api_key: str | None,
+    *,
+    sent: bytes = b"",
 ) -> UpstreamError:
-    """Classify a non-2xx upstream answer (DESIGN section 4). The upstream text never carries the key."""
-    text = redact(_upstream_message(body), [api_key])
+    """Classify a non-2xx upstream answer (DESIGN section 4). The upstream text never carries the key.
+
+    ``sent`` is the body the gateway sent: what the upstream quotes of it is the client's own text.
+    """
+    known = sent.decode("utf-8", "replace")
+    text = redact(_upstream_message(body), [api_key], known)
     message = f"{provider} answered {status}" + (f": {text}" if text else "")
     retry_after = parse_retry_after(headers.get("retry-after"))
     if status == 429:
@@ -179,7 +189,21 @@ async def raise_for_upstream_status(
         return
     with upstream_errors(provider):
         body = await response.aread()
-    raise error_from_response(provider, response.status_code, response.headers, body, api_key)
+    if response.status_code < 400:
+        # A redirect (never followed) is no answer: invalid, so the next candidate is tried.
+        raise UpstreamInvalidResponseError(
+            f"{provider} answered {response.status_code}; redirects are not followed",
+            provider=provider,
+            upstream_status=response.status_code,
+        )
+    raise error_from_response(
+        provider,
+        response.status_code,
+        response.headers,
+        body,
+        api_key,
+        sent=response.request.content,
+    )
 
 
 def decode_json(provider: str, body: bytes) -> object:

@@ -66,6 +66,7 @@ class Gateway:
             self.metrics,
             settings.providers,
             attempt_timeout_s=settings.runtime.router.provider_timeout,
+            request_timeout_s=settings.runtime.request_timeout,
         )
         self.agents = AgentService(store, self.catalog, self.router, settings.memory.token_window)
         self.auth = Authenticator(settings)

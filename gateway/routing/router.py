@@ -55,6 +55,7 @@ class Router:
         providers: Mapping[str, ProviderRuntime],
         *,
         attempt_timeout_s: float,
+        request_timeout_s: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
         rng: random.Random | None = None,
     ) -> None:
@@ -63,6 +64,7 @@ class Router:
         self.metrics = metrics
         self._providers = providers
         self._attempt_timeout_s = attempt_timeout_s
+        self._request_timeout_s = request_timeout_s
         self.clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - load balancing, not cryptography
 
@@ -214,7 +216,17 @@ class Router:
             discard=discard,
             hedge_after_s=self._hedge_after(record.plan),
         )
-        won = await race.run()
+        try:
+            # The whole routing of one request (every attempt, until the first answer or first
+            # streamed token) gets runtime.requestTimeout.
+            async with asyncio.timeout(self._request_timeout_s):
+                won = await race.run()
+        except TimeoutError:
+            self.publish_decision(record)
+            raise UpstreamsTimedOutError(
+                f"no answer within the request timeout ({self._request_timeout_s:g}s)",
+                attempts=[a.to_json() for a in record.attempts],
+            ) from None
         if won is None:
             raise self._exhausted(record)
         return won

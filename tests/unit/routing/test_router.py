@@ -102,6 +102,7 @@ class Harness:
             self.metrics,
             settings.providers,
             attempt_timeout_s=settings.runtime.router.provider_timeout,
+            request_timeout_s=settings.runtime.request_timeout,
         )
 
     def sample(self, name: str, **labels: str) -> float:
@@ -284,3 +285,30 @@ async def test_random_model_names_do_not_create_series(
     ]
     assert len(samples) == 1
     assert samples[0].labels["requested_model"] == "other"
+
+
+async def test_request_timeout_bounds_all_attempts_together(
+    settings_factory: Callable[..., Settings], upstreams: Upstreams
+) -> None:
+    env = {
+        "OPENAI_API_KEY": "k",
+        "OPENAI_ENDPOINT": "http://openai.test/v1",
+        "GROQ_API_KEY": "k",
+        "GROQ_ENDPOINT": "http://groq.test/v1",
+    }
+    settings = settings_factory(
+        env=env, runtime={"requestTimeout": "300ms", "router": {"providerTimeout": "250ms"}}
+    )
+    harness = Harness(settings, upstreams)
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.2)
+        return httpx.Response(503)
+
+    upstreams.handlers["openai"] = slow
+    upstreams.handlers["groq"] = slow
+    with pytest.raises(UpstreamsTimedOutError) as info:
+        await harness.router.complete(harness.catalog.plan("openai:x", ["groq:y"]), REQUEST)
+    assert "request timeout" in info.value.message
+    assert info.value.details["attempts"][0]["outcome"] == "server_error"
+    await harness.registry.aclose()

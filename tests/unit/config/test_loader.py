@@ -151,3 +151,38 @@ def test_admin_token_comes_from_its_variable_and_is_a_secret() -> None:
     assert settings.admin_token == "t0ken-value"
     assert set(settings.secrets()) == {"t0ken-value", "k1"}
     assert "t0ken-value" not in repr(settings)
+
+
+def test_client_keys_from_variables_and_a_file_are_kept_only_as_digests(tmp_path: Path) -> None:
+    import hashlib
+
+    keys_file = tmp_path / "client-keys.yaml"
+    digest = hashlib.sha256(b"from-file-key").hexdigest()
+    keys_file.write_text(f"- name: filed\n  keySha256: {digest}\n  models: ['groq:*']\n")
+    raw = {
+        "auth": {
+            "enabled": True,
+            "clientKeys": [{"name": "env", "keyEnv": "TEAM_KEY", "requestsPerMinute": 5}],
+            "clientKeysFile": str(keys_file),
+        }
+    }
+    settings = parse_settings(raw, {"TEAM_KEY": "team-secret"})
+    by_name = {k.name: k for k in settings.client_keys}
+    assert by_name["env"].sha256 == hashlib.sha256(b"team-secret").digest()
+    assert by_name["env"].requests_per_minute == 5
+    assert by_name["filed"].sha256.hex() == digest
+    assert by_name["filed"].models == ("groq:*",)
+    assert "team-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"name": "a"}, "set exactly one of keyEnv or keySha256"),
+        ({"name": "a", "keySha256": "xyz"}, "64 lowercase hex"),
+        ({"name": "a", "keyEnv": "MISSING_VAR"}, "variable MISSING_VAR is not set"),
+    ],
+)
+def test_bad_client_keys_are_config_errors(entry: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_settings({"auth": {"clientKeys": [entry]}}, {})

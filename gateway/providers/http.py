@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 import msgspec
 from httpx_aiohttp import AiohttpTransport
@@ -81,6 +82,15 @@ def build_client(
     )
 
 
+def _closed_after_connect(exc: httpx.ConnectTimeout) -> bool:
+    """httpx-aiohttp maps every aiohttp.ClientConnectionError to ConnectTimeout, a reset or disconnect
+    after the request too; only connector errors and timeouts really happen while connecting."""
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+        cause, aiohttp.ClientConnectorError | aiohttp.ServerTimeoutError
+    )
+
+
 @contextmanager
 def upstream_errors(provider: str, *, in_stream_body: bool = False) -> Iterator[None]:
     """Map httpx transport failures to the error tree.
@@ -90,25 +100,39 @@ def upstream_errors(provider: str, *, in_stream_body: bool = False) -> Iterator[
     """
     try:
         yield
-    except httpx.ConnectTimeout as exc:
-        raise UpstreamConnectError(f"{provider}: connect timed out", provider=provider) from exc
-    except httpx.ConnectError as exc:
-        raise UpstreamConnectError(f"{provider}: connection failed", provider=provider) from exc
-    except httpx.PoolTimeout as exc:
-        # A saturated pool is our own overload, but from the client's view the provider is unreachable.
-        raise UpstreamConnectError(
-            f"{provider}: connection pool exhausted", provider=provider
-        ) from exc
-    except httpx.TimeoutException as exc:
-        if in_stream_body:
-            raise UpstreamStreamError(f"{provider}: stream stalled", provider=provider) from exc
-        raise UpstreamTimeoutError(f"{provider}: timed out", provider=provider) from exc
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        if in_stream_body:
-            raise UpstreamStreamError(f"{provider}: stream cut", provider=provider) from exc
-        raise UpstreamServerError(f"{provider}: connection closed", provider=provider) from exc
     except httpx.HTTPError as exc:
-        raise UpstreamConnectError(f"{provider}: transport error", provider=provider) from exc
+        raise _transport_error(exc, provider, in_stream_body=in_stream_body) from exc
+
+
+_CONNECT_FAILURES: tuple[tuple[type[httpx.HTTPError], str], ...] = (
+    (httpx.ConnectTimeout, "connect timed out"),
+    (httpx.ConnectError, "connection failed"),
+    # A saturated pool is our own overload, but from the client's view the provider is unreachable.
+    (httpx.PoolTimeout, "connection pool exhausted"),
+)
+
+
+def _transport_error(exc: httpx.HTTPError, provider: str, *, in_stream_body: bool) -> UpstreamError:
+    cls: type[UpstreamError]
+    closed = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError) or (
+        isinstance(exc, httpx.ConnectTimeout) and _closed_after_connect(exc)
+    )
+    if closed:
+        cls, what = (
+            (UpstreamStreamError, "stream cut")
+            if in_stream_body
+            else (UpstreamServerError, "connection closed")
+        )
+    elif isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
+        cls, what = (
+            (UpstreamStreamError, "stream stalled")
+            if in_stream_body
+            else (UpstreamTimeoutError, "timed out")
+        )
+    else:
+        cls = UpstreamConnectError
+        what = next((w for t, w in _CONNECT_FAILURES if isinstance(exc, t)), "transport error")
+    return cls(f"{provider}: {what}", provider=provider)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -237,6 +237,12 @@ class HealthBook:
         entry = self._health.get(name)
         return entry.inflight if entry is not None else 0
 
+    def unavailable_for(self, name: str) -> float:
+        """Seconds until health lets this provider be called again (cooling, or an open breaker)."""
+        entry = self._health.get(name)
+        reopens = entry.breaker.reopens_in() if entry is not None else None
+        return max(self.cooling_remaining(name), reopens or 0.0)
+
     def cooling_remaining(self, name: str) -> float:
         entry = self._health.get(name)
         if entry is None or entry.cooling_until is None:

@@ -190,7 +190,7 @@ class Router:
         self.publish_decision(record)
         attempts = [a.to_json() for a in record.attempts]
         called = [a for a in record.attempts if a.outcome != "skipped"]
-        waits = [self.health.cooling_remaining(c.ref.provider) for c in record.ordered]
+        waits = [self.health.unavailable_for(c.ref.provider) for c in record.ordered]
         retry_after = min([w for w in waits if w > 0] or [1.0])
         if called and all(a.outcome == "timeout" for a in called):
             return UpstreamsTimedOutError(

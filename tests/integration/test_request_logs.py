@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -21,6 +22,10 @@ def test_request_line_carries_the_routing_decision_and_no_prompt(
         response = client.post(
             url, json={"content": "a very private prompt"}, headers={"X-Request-ID": "req-42"}
         )
+        # The line is written when the response has been sent: wait for it.
+        deadline = time.monotonic() + 5
+        while not [e for e in logs if e.get("path") == url] and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert response.status_code == 200
     lines = [e for e in logs if e["event"] == "request" and e.get("path") == url]
     assert len(lines) == 1

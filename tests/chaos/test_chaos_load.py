@@ -169,6 +169,11 @@ def test_load_through_an_outage_fails_no_request_and_leaves_nothing_behind(
     gw.http.post("/admin/providers/openai/restore")
     # Log lines would pile up in pytest's output capture, which is this process's memory too.
     with _logs_dropped():
+        # A first outage warms what only an outage path allocates once (lazy imports, caches);
+        # the second must give everything back.
+        gw.wait_idle("openai", "gemini")
+        gw.sims.reset()
+        _load_through_an_outage(gw, urls)
         baseline = Baseline.take(gw)
         # Everything the load creates on the test's side (answers, scrapes) dies with this call.
         _load_through_an_outage(gw, urls)

@@ -69,6 +69,9 @@ def create_engine_for(url: URL) -> tuple[AsyncEngine, bool]:
             cursor.execute("PRAGMA foreign_keys = ON")
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode = WAL")
+                # In WAL mode NORMAL never corrupts and survives a killed process (kill -9): only an
+                # OS crash or power loss can drop the last commits. FULL fsyncs every commit.
+                cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
 

@@ -1,0 +1,1 @@
+"""The gateway's performance benchmark (issue 9): ``python -m bench.run``. See docs/performance.md."""

@@ -127,7 +127,7 @@ def scope_of(request: Request[Any, Any, Any]) -> Callable[[Plan], None] | None:
     return lambda plan: authorize(key, plan)
 
 
-def client_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def client_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """App-wide guard: authenticate, then apply the key's request rate."""
     path = connection.scope["path"]
     if path.startswith(_OPEN_PATHS) or path.startswith("/admin"):

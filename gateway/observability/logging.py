@@ -83,5 +83,7 @@ def configure_logging(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
-    # One line per request comes from our middleware; uvicorn's access line would repeat it.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # One line per request comes from our middleware; uvicorn's access line and httpx's per-call
+    # INFO line would repeat it (and cost ~70 us each).
+    for noisy in ("uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -105,16 +105,18 @@ def summarize_probes(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     runs = [r for r in runs if r["phase"] == "probe"]
     rows = []
     for (probe,), group in _by(runs, "probe").items():
-        ref = {(r["repeat"],): r for r in group if r["role"] == "reference"}
+        key = ("repeat", "round")
+        ref = {(r["repeat"], r.get("round")): r for r in group if r["role"] == "reference"}
         probes = [r for r in group if r["role"] == "probe"]
         rows.append(
             {
                 "probe": probe,
                 "reference_p50_ms": med(r["p50_ms"] for r in ref.values()),
                 "probe_p50_ms": med(r["p50_ms"] for r in probes),
-                "added_p50_ms": _diff_vs(probes, ref, "p50_ms", ("repeat",)),
-                "added_mean_ms": _diff_vs(probes, ref, "mean_ms", ("repeat",)),
-                "added_cpu_us": _diff_vs(probes, ref, "cpu_us_per_req", ("repeat",)),
+                "added_p50_ms": _diff_vs(probes, ref, "p50_ms", key),
+                "added_mean_ms": _diff_vs(probes, ref, "mean_ms", key),
+                "added_cpu_us": _diff_vs(probes, ref, "cpu_us_per_req", key),
+                "pairs": len(probes),
                 "errors_max": max((r["errors"] for r in group), default=0),
             }
         )

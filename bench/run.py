@@ -45,7 +45,7 @@ MESSAGES = [
     {"role": "system", "content": "You are a terse assistant."},
     {"role": "user", "content": "Say hello in one short sentence."},
 ]
-PROXIES = ("direct", "nginx", "baseline")  # the targets that see the upstream's own body
+PROBE_ROUNDS = 4  # alternating reference/probe pairs per repeat
 
 
 def duration(text: str) -> float:
@@ -311,20 +311,26 @@ class Bench:
         paths = self.v1_paths()
 
         def pair(gateway: str, label: str, probe_model: str, repeat: int) -> None:
+            """Short runs of reference and probe, alternating: c=1 latency drifts by more than the
+            0.1 ms to resolve over tens of seconds, so each probe run is compared with its neighbour."""
             base = self.stack.urls[gateway]
-            for model, role in (("bench-ref", "reference"), (probe_model, "probe")):
-                load = Load(base, self.chat_body(model, False), paths, 1, args.duration)
-                self.run_one(
-                    "probe",
-                    f"{label}:{role}",
-                    kind="json",
-                    concurrency=1,
-                    load=load,
-                    server=gateway,
-                    repeat=repeat,
-                    probe=label,
-                    role=role,
-                )
+            seconds = max(2.0, args.duration / PROBE_ROUNDS)
+            sides = (("bench-ref", "reference"), (probe_model, "probe"))
+            for round_ in range(PROBE_ROUNDS):
+                for model, role in sides if round_ % 2 == 0 else sides[::-1]:
+                    load = Load(base, self.chat_body(model, False), paths, 1, seconds)
+                    self.run_one(
+                        "probe",
+                        f"{label}:{role}",
+                        kind="json",
+                        concurrency=1,
+                        load=load,
+                        server=gateway,
+                        repeat=repeat,
+                        round=round_,
+                        probe=label,
+                        role=role,
+                    )
 
         # (a) drained primary: the same skip as an open breaker, decided before any I/O.
         http_json("POST", url + "/admin/providers/openrouter/drain")

@@ -12,7 +12,6 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.api.agentos import AgentController
-from gateway.api.auth import client_guard
 from gateway.api.errors import EXCEPTION_HANDLERS
 from gateway.api.middleware import middleware_for
 from gateway.api.openai import OpenAIController
@@ -52,7 +51,6 @@ def create_app(
     return Litestar(
         route_handlers=[AgentController, OpenAIController, OpsController, AdminController],
         middleware=middleware_for(settings),
-        guards=[client_guard],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,

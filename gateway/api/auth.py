@@ -14,13 +14,13 @@ import hmac
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Request
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.context import SCOPE_KEY, RequestContext
 from gateway.config.settings import ClientKey, Settings
@@ -95,13 +95,6 @@ class Authenticator:
         return found
 
 
-def presented_key(headers: Any) -> str:
-    auth = str(headers.get("authorization", ""))
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return str(headers.get("x-api-key", "")).strip()
-
-
 def authorize(key: ClientKey | None, plan: Plan) -> None:
     """403 unless every candidate of the plan is within the key's scope."""
     if key is None or not key.models:
@@ -127,19 +120,46 @@ def scope_of(request: Request[Any, Any, Any]) -> Callable[[Plan], None] | None:
     return lambda plan: authorize(key, plan)
 
 
-async def client_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """App-wide guard: authenticate, then apply the key's request rate."""
-    path = connection.scope["path"]
-    if path.startswith(_OPEN_PATHS) or path.startswith("/admin"):
-        return
-    gateway = connection.app.state.gateway
-    auth: Authenticator = gateway.auth
-    if not auth.enabled:
-        return
-    key = auth.identify(presented_key(connection.headers))
-    if key is None:
-        raise UnauthorizedError("a valid API key is required (Authorization: Bearer <key>)")
-    context = connection.scope.get(SCOPE_KEY)
-    if isinstance(context, RequestContext):
-        context.client = key
-    gateway.client_limits.admit(key)
+def _presented_raw(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The key from ``Authorization: Bearer`` or ``X-API-Key``, read from raw ASGI headers."""
+    api_key = ""
+    for name, value in headers:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                return text[7:].strip()
+        elif name == b"x-api-key":
+            api_key = value.decode("latin-1").strip()
+    return api_key
+
+
+class ClientAuthMiddleware:
+    """Authenticate every API request, then apply the key's request rate (401/429 before routing work).
+
+    A middleware rather than a Litestar guard: guards run on a copy of the route handler per request.
+    Errors are raised into the app's exception handlers, so they come out in the API's error shape.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            path = scope["path"]
+            if not (path.startswith(_OPEN_PATHS) or path.startswith("/admin")):
+                self._admit(scope)
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _admit(scope: Scope) -> None:
+        gateway = scope["app"].state.gateway
+        auth: Authenticator = gateway.auth
+        if not auth.enabled:
+            return
+        key = auth.identify(_presented_raw(scope["headers"]))
+        if key is None:
+            raise UnauthorizedError("a valid API key is required (Authorization: Bearer <key>)")
+        context = scope.get(SCOPE_KEY)
+        if isinstance(context, RequestContext):
+            context.client = key
+        gateway.client_limits.admit(key)

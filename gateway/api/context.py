@@ -22,6 +22,7 @@ class RequestContext:
     api: str
     routing: RoutingRecord | None = None
     client: ClientKey | None = None
+    client_disconnected: bool = False  # the client left before the answer was complete
 
 
 def gateway_of(request: Request[Any, Any, Any]) -> Gateway:

@@ -17,6 +17,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, HTTPScope, Message, Middleware, Receive, Scope, Send
 
+from gateway.api.auth import ClientAuthMiddleware
 from gateway.api.backpressure import ConcurrencyLimiter
 from gateway.api.context import SCOPE_KEY, RequestContext
 from gateway.config.settings import Settings
@@ -102,6 +103,8 @@ class RequestContextMiddleware:
             metrics.request_duration.labels(context.api, f"{status // 100}xx").observe(duration)
             if routing is not None:
                 metrics.overhead.labels(context.api).observe(max(0.0, duration - upstream_s))
+        if context.client_disconnected:
+            fields["client_disconnected"] = True
         if scope["path"] in _QUIET_PATHS and status < 400:
             return
         log.info(
@@ -118,10 +121,12 @@ class RequestContextMiddleware:
 
 
 def middleware_for(settings: Settings) -> list[Middleware]:
-    """Every middleware of the app, outermost first: the request id is on every answer, 429s included."""
+    """Every middleware of the app, outermost first: the request id is on every answer, 429s included;
+    clients are authenticated before they may wait for a concurrency slot."""
     runtime = settings.runtime
     return [
         RequestContextMiddleware,
+        ClientAuthMiddleware,
         DefineMiddleware(
             ConcurrencyLimiter,
             limit=runtime.max_concurrent_requests,

@@ -15,8 +15,9 @@ from typing import Any
 import structlog
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
-from litestar.response import Stream
+from litestar.types import ASGIApp
 
+from gateway.api.answers import EventStreamAnswer, JsonAnswer
 from gateway.api.auth import scope_of
 from gateway.api.context import gateway_of, note_routing, request_id_of
 from gateway.api.limits import check_request_limits
@@ -30,7 +31,6 @@ from gateway.state import Gateway
 
 log = structlog.get_logger("gateway.api")
 AnyRequest = Request[Any, Any, Any]
-_STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def plan_for(gateway: Gateway, model: str, fallbacks: Sequence[str]) -> Plan:
@@ -59,7 +59,7 @@ class OpenAIController(Controller):
     path = "/v1"
 
     @post("/chat/completions", status_code=200)
-    async def chat_completions(self, request: AnyRequest) -> Response[Any]:
+    async def chat_completions(self, request: AnyRequest) -> ASGIApp:
         gateway = gateway_of(request)
         call = parse_chat_body(await request.body())
         fallbacks = call.fallbacks + header_fallbacks(request.headers.get("x-gateway-fallbacks"))
@@ -84,16 +84,13 @@ class OpenAIController(Controller):
             builder = ChunkBuilder(
                 str(served.ref) if served else call.model, include_usage=call.include_usage
             )
-            return Stream(
-                _chunks(routed, builder),
-                status_code=200,
-                media_type="text/event-stream",
-                headers={**routed.record.headers(request_id_of(request)), **_STREAM_HEADERS},
+            return EventStreamAnswer(
+                _chunks(routed, builder), routed.record.headers(request_id_of(request))
             )
         result, record = await gateway.router.complete(plan, chat)
         note_routing(request, record)
         served_model = str(record.served.ref) if record.served else call.model
-        return json_response(
+        return JsonAnswer(
             completion_json(result, served_model), 200, record.headers(request_id_of(request))
         )
 
@@ -113,28 +110,30 @@ class OpenAIController(Controller):
 
 
 async def _chunks(routed: RoutedStream, builder: ChunkBuilder) -> AsyncIterator[bytes]:
-    """Relay the routed stream chunk by chunk; a late failure is an error frame and no [DONE]."""
+    """Relay the routed stream event by event (the frames of one event in one write); a late failure
+    is an error frame and no [DONE]."""
     events = aiter(routed)
+    pending = builder.role()  # sent with the first content, or with whatever ends the stream
     try:
-        yield builder.role()
         async for event in events:
-            for frame in builder.event(event):
-                yield frame
+            frames = builder.event(event)
+            if frames:
+                yield pending + b"".join(frames)
+                pending = b""
     except GatewayError as exc:
         log.warning("stream_failed_after_first_byte", code=exc.code, api="openai")
-        yield error_frame(exc.status_code, exc.code, exc.message)
+        yield pending + error_frame(exc.status_code, exc.code, exc.message)
         return
     except Exception as exc:
         log.error("stream_failed_unexpectedly", error_type=type(exc).__name__, api="openai")
-        yield error_frame(500, "internal_error", "internal error")
+        yield pending + error_frame(500, "internal_error", "internal error")
         return
     finally:
         # A client that went away leaves both generators suspended: close them now, not at GC.
         if isinstance(events, AsyncGenerator):
             await events.aclose()
         await routed.aclose()
-    for frame in builder.end():
-        yield frame
+    yield pending + b"".join(builder.end())
 
 
 # -- /v1/models ----------------------------------------------------------------------------------

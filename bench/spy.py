@@ -1,0 +1,111 @@
+"""One profile on demand: the gateway (or the pass-through) under wrk, sampled by py-spy.
+
+    .venv/bin/python -m bench.spy --target gateway --kind sse --concurrency 16 --seconds 8
+
+Prints the inclusive and self shares of the hottest functions (``--match gateway/`` narrows the
+inclusive list) and keeps the speedscope file for https://www.speedscope.app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.loadgen import Load, drive
+from bench.procs import install_cleanup
+from bench.run import MESSAGES, V1_PATH
+from bench.stack import MODEL, GatewayOptions, Stack
+
+
+def _label(frame: dict[str, object]) -> str:
+    path = str(frame.get("file", ""))
+    for marker in ("site-packages/", "/lib/python3.11/", "/work/main/"):
+        path = path.split(marker, 1)[-1]
+    return f"{frame['name']} ({path}:{frame.get('line', '')})"
+
+
+def shares(speedscope: Path) -> tuple[Counter[str], Counter[str], float]:
+    data = json.loads(speedscope.read_text())
+    frames = data["shared"]["frames"]
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0.0
+    for profile in data["profiles"]:
+        for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
+            total += weight
+            labels = [_label(frames[i]) for i in stack]
+            for label in set(labels):
+                inclusive[label] += weight
+            if labels:
+                own[labels[-1]] += weight
+    return inclusive, own, total
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--target", choices=["gateway", "baseline"], default="gateway")
+    p.add_argument("--kind", choices=["json", "sse"], default="json")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--rate", type=int, default=1000)
+    p.add_argument("--match", default="", help="only inclusive rows containing this text")
+    p.add_argument("--top", type=int, default=60)
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = p.parse_args()
+    install_cleanup()
+    pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    with tempfile.TemporaryDirectory(prefix="bench-spy-") as tmp:
+        stack = Stack(Path(tmp), server_cpu="0", load_cpu="1")
+        try:
+            stack.start_upstream()
+            if args.target == "gateway":
+                proc = stack.start_gateway(GatewayOptions())
+                model = f"openai:{MODEL}"
+            else:
+                proc = stack.start_baseline()
+                model = MODEL
+            body = {"model": model, "messages": MESSAGES, "max_tokens": 64}
+            if args.kind == "sse":
+                body["stream"] = True
+            body_file = Path(tmp) / "body.json"
+            body_file.write_text(json.dumps(body))
+            paths = Path(tmp) / "paths.txt"
+            paths.write_text(V1_PATH + "\n")
+            url = stack.urls[args.target]
+            drive(Load(url, body_file, paths, args.concurrency, 2), "wrk", "1")  # warm-up
+            args.out.mkdir(parents=True, exist_ok=True)
+            dest = args.out / f"spy-{args.target}-{args.kind}-c{args.concurrency}.speedscope.json"
+            spy = subprocess.Popen(  # noqa: S603
+                [pyspy, "record", "--pid", str(proc.pid), "--duration", f"{args.seconds:g}",
+                 "--rate", str(args.rate), "--nonblocking", "--gil", "--format", "speedscope",
+                 "--output", str(dest)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(0.3)
+            result = drive(Load(url, body_file, paths, args.concurrency, args.seconds + 1), "wrk", "1")
+            spy.wait(timeout=args.seconds + 60)
+        finally:
+            stack.close()
+    rps = result["requests"] / (result["duration_us"] / 1e6)
+    inclusive, own, total = shares(dest)
+    print(f"{args.target} {args.kind} c={args.concurrency}: {rps:,.0f} req/s; {dest}")
+    print("\n-- inclusive --")
+    rows = [(k, v) for k, v in inclusive.most_common() if args.match in k][: args.top]
+    for label, weight in rows:
+        print(f"{100 * weight / total:5.1f}%  {label}")
+    print("\n-- self --")
+    for label, weight in own.most_common(args.top // 2):
+        print(f"{100 * weight / total:5.1f}%  {label}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""Answers sent straight over ASGI, for the routes on every model call.
+
+A handler that returns one of these skips Litestar's response machinery (header normalisation,
+content negotiation, and for streams an anyio task group per response): Litestar hands an
+ASGI-callable return value to the server untouched. Errors raised before the answer is returned still
+go through the app's exception handlers; once the first byte is out, a stream reports failures in-band.
+
+``EventStreamAnswer`` relays frames as they come and watches ``receive`` for ``http.disconnect``: a
+client that goes away cancels the relay at once, which closes the upstream stream (its connection goes
+back or is dropped) instead of holding it until the next chunk would have been written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
+
+import msgspec
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
+
+from gateway.api.context import SCOPE_KEY, RequestContext
+
+_encoder = msgspec.json.Encoder()
+_JSON = (b"content-type", b"application/json")
+_EVENT_STREAM = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+)
+
+
+def _raw_headers(headers: Mapping[str, str] | None) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+
+
+class JsonAnswer:
+    """A JSON body encoded once with msgspec, sent in one piece with its length."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self, content: Any, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.body = _encoder.encode(content)
+        self.status = status
+        self.headers = _raw_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": self.status,
+            "headers": [_JSON, (b"content-length", b"%d" % len(self.body)), *self.headers],
+        }
+        await send(start)
+        body: HTTPResponseBodyEvent = {
+            "type": "http.response.body",
+            "body": self.body,
+            "more_body": False,
+        }
+        await send(body)
+
+
+class EventStreamAnswer:
+    """``text/event-stream`` relayed frame by frame (each item of ``frames`` is one write)."""
+
+    __slots__ = ("_disconnected", "_finished", "frames", "headers")
+
+    def __init__(self, frames: AsyncIterator[bytes], headers: Mapping[str, str] | None) -> None:
+        self.frames = frames
+        self.headers = [*_EVENT_STREAM, *_raw_headers(headers)]
+        self._disconnected = False
+        self._finished = False
+
+    async def _watch(self, receive: Receive, relay: asyncio.Task[Any]) -> None:
+        while True:
+            message = await receive()
+            # After the last write the server reports the finished exchange as a disconnect too.
+            if message["type"] == "http.disconnect":
+                if not self._finished:
+                    self._disconnected = True
+                    relay.cancel()
+                return
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        relay = asyncio.current_task()
+        assert relay is not None
+        watcher = asyncio.ensure_future(self._watch(receive, relay))
+        try:
+            start: HTTPResponseStartEvent = {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": self.headers,
+            }
+            await send(start)
+            async for frame in self.frames:
+                chunk: HTTPResponseBodyEvent = {
+                    "type": "http.response.body",
+                    "body": frame,
+                    "more_body": True,
+                }
+                await send(chunk)
+            self._finished = True
+            end: HTTPResponseBodyEvent = {
+                "type": "http.response.body",
+                "body": b"",
+                "more_body": False,
+            }
+            await send(end)
+        except asyncio.CancelledError:
+            if not self._disconnected:
+                raise
+            relay.uncancel()  # our own cancellation: the client left, the request ends quietly
+            context = scope.get(SCOPE_KEY)
+            if isinstance(context, RequestContext):
+                context.client_disconnected = True
+        finally:
+            watcher.cancel()
+            if isinstance(self.frames, AsyncGenerator):
+                await self.frames.aclose()

@@ -7,6 +7,7 @@ the implementation for SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.store.records import AgentRecord, MessageRecord, SessionRecord
@@ -72,6 +73,40 @@ class Store(Protocol):
         self, session_id: str, *, limit: int | None = None
     ) -> list[MessageRecord]:
         """Messages ascending by ``seq``; with ``limit``, the last ``limit`` ones (ascending)."""
+        ...
+
+    # -- one conversation turn: a read, then one transaction before and one after the model call --
+
+    async def get_agent_for_session(
+        self, agent_id: str, session_id: str
+    ) -> tuple[AgentRecord | None, bool]:
+        """In one read: the agent (``None`` if missing) and whether ``session_id`` is one of its
+        sessions (``False`` if missing or another agent's)."""
+        ...
+
+    async def begin_turn(
+        self,
+        agent_id: str,
+        session_id: str,
+        incoming: Sequence[MessageRecord],
+        *,
+        history_limit: int,
+    ) -> list[MessageRecord] | None:
+        """In one transaction: store ``incoming`` in order (database-assigned ``seq``), set the
+        session ``streaming`` and bump ``updated_at``, and return its last ``history_limit``
+        messages ascending by ``seq`` (the new ones included). Committed on return, so the
+        incoming messages are kept whatever happens next. ``None``, with nothing written, if the
+        session is missing or belongs to another agent; ``ConflictError`` (nothing written) if a
+        message id is taken."""
+        ...
+
+    async def finish_turn(
+        self, session_id: str, reply: MessageRecord | None, state: str
+    ) -> MessageRecord | None:
+        """In one transaction: set ``state`` (bumping ``updated_at``) and store ``reply`` if given,
+        returned with its ``seq``. With a reply: ``SessionNotFoundError`` if the session is gone,
+        ``ConflictError`` if the id is taken (nothing written either way); without one: a no-op
+        if the session is gone, like :meth:`set_session_state`."""
         ...
 
     async def ping(self) -> bool:

@@ -4,88 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import AgentNotFoundError, ConflictError, SessionNotFoundError
-from gateway.store import (
-    AgentRecord,
-    MessageRecord,
-    SessionRecord,
-    SqlStore,
-    Store,
-    open_store,
+from gateway.store import SqlStore, Store, open_store
+from tests.unit.store.factories import (
+    T0,
+    agent_with_session,
+    make_agent,
+    make_message,
+    make_session,
+    new_id,
 )
-
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def _sqlite_memory(tmp_path: Path) -> str:
-    return "sqlite+aiosqlite://"
-
-
-def _sqlite_file(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'gateway.db'}"
-
-
-# Backend name -> URL factory. A PostgreSQL entry (e.g. from an environment variable, with a fresh
-# database per test) plugs in here.
-BACKENDS: dict[str, Callable[[Path], str]] = {
-    "sqlite-memory": _sqlite_memory,
-    "sqlite-file": _sqlite_file,
-}
-
-
-@pytest.fixture(params=[*sorted(BACKENDS), "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_url")
-        return url
-    return BACKENDS[request.param](tmp_path)
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[SqlStore]:
-    async with open_store(store_url) as opened:
-        yield opened
-
-
-def _id() -> str:
-    return str(uuid.uuid4())
-
-
-def make_agent(name: str = "Helper", *, at: datetime = T0, **data: object) -> AgentRecord:
-    doc = {"name": name, "model": "openai:gpt-4o-mini", **data}
-    return AgentRecord(id=_id(), name=name, data=doc, created_at=at, updated_at=at)
-
-
-def make_session(agent_id: str, *, at: datetime = T0, state: str = "idle") -> SessionRecord:
-    return SessionRecord(
-        id=_id(),
-        agent_id=agent_id,
-        state=state,
-        user_id="user-1",
-        metadata={"tags": ["a", "b"]},
-        created_at=at,
-        updated_at=at,
-    )
-
-
-def make_message(session_id: str, content: str = "hi", role: str = "user") -> MessageRecord:
-    return MessageRecord(id=_id(), session_id=session_id, role=role, content=content, created_at=T0)
-
-
-async def agent_with_session(store: SqlStore) -> tuple[AgentRecord, SessionRecord]:
-    agent = make_agent(f"agent-{_id()}")
-    await store.create_agent(agent)
-    session = make_session(agent.id)
-    await store.create_session(session)
-    return agent, session
-
 
 # -- agents ---------------------------------------------------------------------------------------
 
@@ -120,9 +53,9 @@ async def test_agent_crud_round_trip(store: SqlStore) -> None:
 
 
 async def test_missing_agent_reads_none_and_writes_report_false(store: SqlStore) -> None:
-    assert await store.get_agent(_id()) is None
+    assert await store.get_agent(new_id()) is None
     assert await store.update_agent(make_agent()) is False
-    assert await store.delete_agent(_id()) is False
+    assert await store.delete_agent(new_id()) is False
 
 
 async def test_list_agents_orders_by_created_at_then_id_and_pages(store: SqlStore) -> None:
@@ -236,7 +169,7 @@ async def test_list_sessions_orders_by_created_at_and_pages(store: SqlStore) -> 
 
 async def test_session_for_a_missing_agent_is_not_found(store: SqlStore) -> None:
     with pytest.raises(AgentNotFoundError):
-        await store.create_session(make_session(_id()))
+        await store.create_session(make_session(new_id()))
 
 
 async def test_duplicate_session_id_is_a_conflict(store: SqlStore) -> None:
@@ -272,7 +205,7 @@ async def test_set_session_state_updates_state_and_bumps_updated_at(store: SqlSt
     assert stored.created_at == session.created_at
     with pytest.raises(ValueError, match="unknown session state 'sleeping'"):
         await store.set_session_state(session.id, "sleeping")
-    await store.set_session_state(_id(), "completed")  # a vanished session is not an error
+    await store.set_session_state(new_id(), "completed")  # a vanished session is not an error
 
 
 # -- messages -------------------------------------------------------------------------------------
@@ -308,7 +241,7 @@ async def test_list_messages_limit_returns_the_last_n_ascending(store: SqlStore)
     ]
     assert len(await store.list_messages(session.id, limit=50)) == 10
     assert await store.list_messages(session.id, limit=0) == []
-    assert await store.list_messages(_id()) == []
+    assert await store.list_messages(new_id()) == []
 
 
 async def test_message_json_fields_round_trip(store: SqlStore) -> None:
@@ -344,7 +277,7 @@ async def test_append_bumps_the_session_updated_at(store: SqlStore) -> None:
 
 async def test_append_to_a_missing_session_is_not_found(store: SqlStore) -> None:
     with pytest.raises(SessionNotFoundError):
-        await store.append_message(make_message(_id()))
+        await store.append_message(make_message(new_id()))
 
 
 async def test_duplicate_message_id_is_a_conflict(store: SqlStore) -> None:
@@ -424,7 +357,7 @@ async def test_ping_is_true_while_open_and_false_after_close(store_url: str) -> 
     await store.close()  # idempotent
     assert await store.ping() is False
     with pytest.raises(RuntimeError):
-        await store.get_agent(_id())
+        await store.get_agent(new_id())
 
 
 async def test_file_store_keeps_its_data_across_close_and_reopen(

@@ -27,6 +27,28 @@ from gateway.store.records import AgentRecord, MessageRecord, SessionRecord
 Authorize = Callable[[Plan], None]
 
 
+# Most messages a turn reads back from the store before trimming them to the token window.
+HISTORY_LIMIT = 500
+
+
+def _history_limit(token_window: int) -> int:
+    """Every message costs at least one token and the window keeps at least the newest message, so
+    no more than ``token_window`` (at least 1) messages can survive ``trim_to_window``."""
+    if token_window <= 0:
+        return HISTORY_LIMIT
+    return min(HISTORY_LIMIT, token_window)
+
+
+def _agent_not_found(agent_id: str) -> AgentNotFoundError:
+    return AgentNotFoundError(f"agent {agent_id} not found", details={"agentId": agent_id})
+
+
+def _session_not_found(session_id: str) -> SessionNotFoundError:
+    return SessionNotFoundError(
+        f"session {session_id} not found", details={"sessionId": session_id}
+    )
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -127,7 +149,7 @@ class AgentService:
     async def get_agent(self, agent_id: str) -> AgentRecord:
         record = await self._store.get_agent(agent_id)
         if record is None:
-            raise AgentNotFoundError(f"agent {agent_id} not found", details={"agentId": agent_id})
+            raise _agent_not_found(agent_id)
         return record
 
     async def list_agents(self, limit: int, offset: int) -> list[AgentRecord]:
@@ -142,12 +164,12 @@ class AgentService:
             authorize(plan)
         record = replace(current, name=spec.name, data=spec.to_document(), updated_at=now())
         if not await self._store.update_agent(record):
-            raise AgentNotFoundError(f"agent {agent_id} not found", details={"agentId": agent_id})
+            raise _agent_not_found(agent_id)
         return record
 
     async def delete_agent(self, agent_id: str) -> None:
         if not await self._store.delete_agent(agent_id):
-            raise AgentNotFoundError(f"agent {agent_id} not found", details={"agentId": agent_id})
+            raise _agent_not_found(agent_id)
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -167,9 +189,7 @@ class AgentService:
         await self.get_agent(agent_id)
         record = await self._store.get_session(agent_id, session_id)
         if record is None:
-            raise SessionNotFoundError(
-                f"session {session_id} not found", details={"sessionId": session_id}
-            )
+            raise _session_not_found(session_id)
         return record
 
     async def list_sessions(self, agent_id: str, limit: int, offset: int) -> list[SessionRecord]:
@@ -179,9 +199,7 @@ class AgentService:
     async def delete_session(self, agent_id: str, session_id: str) -> None:
         await self.get_agent(agent_id)
         if not await self._store.delete_session(agent_id, session_id):
-            raise SessionNotFoundError(
-                f"session {session_id} not found", details={"sessionId": session_id}
-            )
+            raise _session_not_found(session_id)
 
     async def list_messages(
         self, agent_id: str, session_id: str, limit: int | None
@@ -210,20 +228,27 @@ class AgentService:
         route: RouteChoice | None,
         authorize: Authorize | None,
     ) -> tuple[Plan, ChatRequest]:
-        agent = AgentSpec.from_record(await self.get_agent(agent_id))
-        await self.get_session(agent_id, session_id)
+        # One read, then (only if the plan is allowed) one write transaction that stores the
+        # incoming messages before any upstream call (acknowledged means kept) and reads the history.
+        record, owns_session = await self._store.get_agent_for_session(agent_id, session_id)
+        if record is None:
+            raise _agent_not_found(agent_id)
+        if not owns_session:
+            raise _session_not_found(session_id)
+        agent = AgentSpec.from_record(record)
         plan = self._plan_with_route(agent, route)
         if authorize is not None:
             authorize(plan)
-        for message in incoming:  # stored before any upstream call: acknowledged means kept
-            await self._store.append_message(
-                MessageRecord(new_id(), session_id, message.role, message.content, now())
-            )
-        await self._store.set_session_state(session_id, "streaming")
-        stored = await self._store.list_messages(session_id, limit=500)
-        history = trim_to_window(
-            [to_chat_message(m) for m in stored], agent.token_window or self._default_window
+        window = agent.token_window or self._default_window
+        stored = await self._store.begin_turn(
+            agent_id,
+            session_id,
+            [MessageRecord(new_id(), session_id, m.role, m.content, now()) for m in incoming],
+            history_limit=_history_limit(window),
         )
+        if stored is None:  # deleted since the read: nothing was written
+            raise _session_not_found(session_id)
+        history = trim_to_window([to_chat_message(m) for m in stored], window)
         if agent.instructions:
             history.insert(0, ChatMessage(role="system", content=agent.instructions))
         request = ChatRequest(
@@ -250,20 +275,23 @@ class AgentService:
             "completionTokens": usage.completion_tokens,
             "latencyMs": round(latency_ms, 1),
         }
-        message = await self._store.append_message(
-            MessageRecord(
-                message_id or new_id(),
-                session_id,
-                "assistant",
-                content,
-                now(),
-                tool_calls=tool_calls,
-                usage=usage_doc,
-                routing=routing.to_json(),
-            )
+        reply = MessageRecord(
+            message_id or new_id(),
+            session_id,
+            "assistant",
+            content,
+            now(),
+            tool_calls=tool_calls,
+            usage=usage_doc,
+            routing=routing.to_json(),
         )
-        await self._store.set_session_state(session_id, "completed")
-        return message
+        stored = await self._store.finish_turn(session_id, reply, "completed")
+        if stored is None:  # pragma: no cover - finish_turn returns the reply or raises
+            raise RuntimeError("the store did not return the stored reply")
+        return stored
+
+    async def _mark_errored(self, session_id: str) -> None:
+        await self._store.finish_turn(session_id, None, "errored")
 
     async def post_message(
         self,
@@ -278,7 +306,7 @@ class AgentService:
         try:
             result, routing = await self._router.complete(plan, request)
         except BaseException:
-            await self._store.set_session_state(session_id, "errored")
+            await self._mark_errored(session_id)
             raise
         latency_ms = (time.perf_counter() - started) * 1000
         calls = [
@@ -307,7 +335,7 @@ class AgentService:
         try:
             stream = await self._router.open_stream(plan, request)
         except BaseException:
-            await self._store.set_session_state(session_id, "errored")
+            await self._mark_errored(session_id)
             raise
         return StreamingReply(self, session_id, stream, started)
 
@@ -340,7 +368,6 @@ class StreamingReply:
                 yield event
             completed = True
         finally:
-            store = self._service._store
             if completed:
                 latency = (time.perf_counter() - self._started) * 1000
                 await self._service._store_reply(
@@ -353,4 +380,4 @@ class StreamingReply:
                     message_id=self.message_id,
                 )
             else:
-                await store.set_session_state(self._session_id, "errored")
+                await self._service._mark_errored(self._session_id)

@@ -81,11 +81,17 @@ def _is_already_exists(exc: DBAPIError) -> bool:
 
 
 class SqliteDatabase:
-    """SQLite on one worker thread and one connection (see the module docstring)."""
+    """SQLite on one worker thread and one connection (see the module docstring).
+
+    The worker keeps its SQLAlchemy ``Connection`` open between operations (no pool checkout,
+    checkin and reset per operation); after a database error it is closed and the next operation
+    takes a fresh one from the pool.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-sqlite")
+        self._conn: Connection | None = None  # used only on the worker thread
 
     @property
     def dialect_name(self) -> str:
@@ -97,18 +103,46 @@ class SqliteDatabase:
     async def write(self, fn: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._write, fn)
 
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        return self._conn
+
+    def _drop_connection(self, exc: DBAPIError | None = None) -> None:
+        if isinstance(exc, IntegrityError):  # a constraint said no: the connection is fine
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
     def _read(self, fn: Callable[[Connection], T]) -> T:
-        with self._engine.connect() as conn:
+        conn = self._connection()
+        try:
             return fn(conn)
+        except DBAPIError as exc:
+            self._drop_connection(exc)
+            raise
+        finally:
+            if self._conn is conn:
+                conn.rollback()  # ends the read (no SQL: the driver has no transaction open)
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
-        with self._engine.begin() as conn:
-            return fn(conn)
+        conn = self._connection()
+        try:
+            with conn.begin():
+                return fn(conn)
+        except DBAPIError as exc:
+            self._drop_connection(exc)
+            raise
+
+    def _dispose(self) -> None:
+        self._drop_connection()
+        self._engine.dispose()
 
     async def close(self) -> None:
         """Waits for the operations already queued, then closes the connection and the thread."""
         try:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._dispose)
         finally:
             self._thread.shutdown(wait=False)
 

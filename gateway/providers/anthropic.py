@@ -34,6 +34,7 @@ from gateway.errors import (
 )
 from gateway.providers.base import AdapterOptions
 from gateway.providers.http import (
+    UpstreamClient,
     decode_json,
     iter_sse,
     raise_for_upstream_status,
@@ -312,7 +313,7 @@ class AnthropicProvider:
 
     def __init__(self, options: AdapterOptions, *, default_max_tokens: int = 4096) -> None:
         self._name = options.name
-        self._client = options.client
+        self._http = UpstreamClient(options.client)
         self._api_key = options.api_key
         self._default_max_tokens = default_max_tokens
         self._url = httpx.URL(options.base_url.rstrip("/") + "/v1/messages")
@@ -332,12 +333,12 @@ class AnthropicProvider:
         wire = request_to_wire(request, stream=stream, default_max_tokens=self._default_max_tokens)
         headers = {**self._headers, "accept": "text/event-stream"} if stream else self._headers
         body = _encoder.encode(wire)
-        return self._client.build_request("POST", self._url, content=body, headers=headers)
+        return self._http.request(self._url, body, headers)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         built = self._build(request, stream=False)
         with upstream_errors(self._name):
-            response = await self._client.send(built)
+            response = await self._http.send(built)
         await raise_for_upstream_status(self._name, response, self._api_key)
         return result_from_wire(
             self._name, decode_json(self._name, response.content), request.model
@@ -346,12 +347,12 @@ class AnthropicProvider:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         built = self._build(request, stream=True)
         with upstream_errors(self._name):
-            response = await self._client.send(built, stream=True)
+            response = await self._http.send(built, stream=True)
         try:
             await raise_for_upstream_status(self._name, response, self._api_key)
             translator = StreamTranslator(self._name, self._api_key)
             async for sse in iter_sse(self._name, response):
-                event = translator.feed(sse.event, decode_json(self._name, sse.data.encode()))
+                event = translator.feed(sse.event, decode_json(self._name, sse.data))
                 if event is not None:
                     yield event
                 if translator.done:

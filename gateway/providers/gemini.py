@@ -35,6 +35,7 @@ from gateway.errors import (
 )
 from gateway.providers.base import AdapterOptions
 from gateway.providers.http import (
+    UpstreamClient,
     decode_json,
     iter_sse,
     raise_for_upstream_status,
@@ -346,7 +347,7 @@ class GeminiProvider:
 
     def __init__(self, options: AdapterOptions) -> None:
         self._name = options.name
-        self._client = options.client
+        self._http = UpstreamClient(options.client)
         self._api_key = options.api_key
         self._base = options.base_url.rstrip("/")
         self._headers = {"content-type": "application/json", "accept": "application/json"}
@@ -366,12 +367,12 @@ class GeminiProvider:
         if stream:
             url = url.copy_add_param("alt", "sse")
             headers = {**headers, "accept": "text/event-stream"}
-        return self._client.build_request("POST", url, content=body, headers=headers)
+        return self._http.request(url, body, headers)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         built = self._build(request, stream=False)
         with upstream_errors(self._name):
-            response = await self._client.send(built)
+            response = await self._http.send(built)
         await raise_for_upstream_status(self._name, response, self._api_key)
         return result_from_wire(
             self._name, decode_json(self._name, response.content), request.model
@@ -380,12 +381,12 @@ class GeminiProvider:
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         built = self._build(request, stream=True)
         with upstream_errors(self._name):
-            response = await self._client.send(built, stream=True)
+            response = await self._http.send(built, stream=True)
         try:
             await raise_for_upstream_status(self._name, response, self._api_key)
             translator = StreamTranslator(self._name, self._api_key)
             async for sse in iter_sse(self._name, response):
-                event = translator.feed(decode_json(self._name, sse.data.encode()))
+                event = translator.feed(decode_json(self._name, sse.data))
                 if event is not None:
                     yield event
             if not translator.finished:

@@ -25,6 +25,7 @@ from gateway.domain.types import (
 from gateway.errors import UpstreamInvalidResponseError
 from gateway.providers.base import AdapterOptions
 from gateway.providers.http import (
+    UpstreamClient,
     decode_json,
     iter_sse,
     raise_for_upstream_status,
@@ -200,7 +201,7 @@ class OpenAICompatProvider:
 
     def __init__(self, options: AdapterOptions) -> None:
         self._name = options.name
-        self._client = options.client
+        self._http = UpstreamClient(options.client)
         self._api_key = options.api_key
         self._url = httpx.URL(options.base_url.rstrip("/") + "/chat/completions")
         self._headers = {"content-type": "application/json", "accept": "application/json"}
@@ -213,11 +214,11 @@ class OpenAICompatProvider:
 
     def _build(self, request: ChatRequest, *, stream: bool) -> httpx.Request:
         body = _encoder.encode(request_to_wire(request, stream=stream))
-        return self._client.build_request("POST", self._url, content=body, headers=self._headers)
+        return self._http.request(self._url, body, self._headers)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         with upstream_errors(self._name):
-            response = await self._client.send(self._build(request, stream=False))
+            response = await self._http.send(self._build(request, stream=False))
         await raise_for_upstream_status(self._name, response, self._api_key)
         return result_from_wire(
             self._name, decode_json(self._name, response.content), request.model
@@ -225,13 +226,13 @@ class OpenAICompatProvider:
 
     async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         with upstream_errors(self._name):
-            response = await self._client.send(self._build(request, stream=True), stream=True)
+            response = await self._http.send(self._build(request, stream=True), stream=True)
         try:
             await raise_for_upstream_status(self._name, response, self._api_key)
             async for sse in iter_sse(self._name, response):
-                if sse.data.strip() == "[DONE]":
+                if sse.data.strip() == b"[DONE]":
                     return
-                event = event_from_chunk(self._name, decode_json(self._name, sse.data.encode()))
+                event = event_from_chunk(self._name, decode_json(self._name, sse.data))
                 if event is not None:
                     yield event
         finally:

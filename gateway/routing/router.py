@@ -122,11 +122,15 @@ class Router:
             self.metrics.tokens.labels(label, "prompt").inc(usage.prompt_tokens)
             self.metrics.tokens.labels(label, "completion").inc(usage.completion_tokens)
         self.health.record_success(admission, latency_s, ttft_s)
+        log.debug(
+            "upstream_call", provider=admission.provider, outcome="success", latency_s=latency_s
+        )
 
     def record_failure(self, admission: Admission, error: UpstreamError) -> None:
         label = self.metrics.bounds.provider(admission.provider)
         self.metrics.upstream_requests.labels(label, error.label).inc()
         self.health.record_failure(admission, error)
+        log.debug("upstream_call", provider=admission.provider, outcome=error.label)
 
     def attempt_failed(
         self, record: RoutingRecord, run: Running[Any], error: UpstreamError

@@ -65,25 +65,25 @@ async def events_of(chunks: list[bytes]) -> list[SseEvent]:
 async def test_sse_joins_multi_line_data_with_newlines() -> None:
     events = await events_of([b"data: first\ndata: second\ndata:third\n\n"])
 
-    assert events == [SseEvent(None, "first\nsecond\nthird")]
+    assert events == [SseEvent(None, b"first\nsecond\nthird")]
 
 
 async def test_sse_skips_comments_and_ignores_unknown_fields() -> None:
     body = b": keep-alive\n\nid: 4\nretry: 100\ndata: x\n: inside\n\n"
 
-    assert await events_of([body]) == [SseEvent(None, "x")]
+    assert await events_of([body]) == [SseEvent(None, b"x")]
 
 
 async def test_sse_carries_event_names_and_resets_them_per_event() -> None:
     body = b"event: message_start\ndata: {}\n\ndata: plain\n\nevent: ping\n\n"
 
-    assert await events_of([body]) == [SseEvent("message_start", "{}"), SseEvent(None, "plain")]
+    assert await events_of([body]) == [SseEvent("message_start", b"{}"), SseEvent(None, b"plain")]
 
 
 async def test_sse_yields_the_last_event_without_a_trailing_blank_line() -> None:
     assert await events_of([b"data: one\n\ndata: two"]) == [
-        SseEvent(None, "one"),
-        SseEvent(None, "two"),
+        SseEvent(None, b"one"),
+        SseEvent(None, b"two"),
     ]
 
 
@@ -91,11 +91,30 @@ async def test_sse_reassembles_lines_split_across_chunks_and_crlf() -> None:
     body = b"event: a\r\ndata: hello world\r\n\r\ndata: b\r\n\r\n"
     chunks = [body[i : i + 5] for i in range(0, len(body), 5)]
 
-    assert await events_of(chunks) == [SseEvent("a", "hello world"), SseEvent(None, "b")]
+    assert await events_of(chunks) == [SseEvent("a", b"hello world"), SseEvent(None, b"b")]
+
+
+async def test_sse_folds_lone_cr_and_a_crlf_split_between_reads() -> None:
+    chunks = [b"data: a\r", b"\n\r", b"\ndata: b\r\r", b"data: c\r"]
+
+    assert await events_of(chunks) == [
+        SseEvent(None, b"a"),
+        SseEvent(None, b"b"),
+        SseEvent(None, b"c"),
+    ]
+
+
+async def test_sse_byte_by_byte_keeps_multibyte_text_whole() -> None:
+    body = 'data: {"t": "héllo ✓"}\n\ndata: [DONE]\n\n'.encode()
+    chunks = [body[i : i + 1] for i in range(len(body))]
+
+    events = await events_of(chunks)
+
+    assert events == [SseEvent(None, '{"t": "héllo ✓"}'.encode()), SseEvent(None, b"[DONE]")]
 
 
 async def test_sse_keeps_all_but_one_leading_space_of_a_value() -> None:
-    assert await events_of([b"data:  indented\n\n"]) == [SseEvent(None, " indented")]
+    assert await events_of([b"data:  indented\n\n"]) == [SseEvent(None, b" indented")]
 
 
 async def test_sse_cut_connection_is_a_stream_error(
@@ -111,7 +130,7 @@ async def test_sse_cut_connection_is_a_stream_error(
     with pytest.raises(UpstreamStreamError):
         await consume()
 
-    assert received == [SseEvent(None, "one")]
+    assert received == [SseEvent(None, b"one")]
 
 
 @pytest.mark.parametrize(

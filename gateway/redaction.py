@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 # Any run of this many characters of a key counts as leaking it.
 _PIECE = 8
+_CACHED_LEN = 200
+_CACHE_SIZE = 4096
 
 
 def redact(text: str, secrets: Iterable[str | None], known: str = "") -> str:
@@ -38,9 +40,12 @@ class Redactor:
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self._secrets: tuple[str, ...] = ()
         self._pieces: frozenset[str] = frozenset()
+        # Log fields repeat (paths, model and event names): short texts are checked once.
+        self._seen: dict[str, str] = {}
         self.update(secrets)
 
     def update(self, secrets: Iterable[str | None]) -> None:
+        self._seen = {}
         self._secrets = tuple(s for s in secrets if s)
         self._pieces = frozenset(
             s[i : i + _PIECE] for s in self._secrets for i in range(max(1, len(s) - _PIECE + 1))
@@ -55,4 +60,13 @@ class Redactor:
         return any(text[i : i + _PIECE] in pieces for i in range(len(text) - _PIECE + 1))
 
     def __call__(self, text: str) -> str:
-        return redact(text, self._secrets) if self.contains_secret(text) else text
+        seen = self._seen
+        cached = seen.get(text)
+        if cached is not None:
+            return cached
+        clean = redact(text, self._secrets) if self.contains_secret(text) else text
+        if len(text) <= _CACHED_LEN:
+            if len(seen) >= _CACHE_SIZE:
+                seen.clear()
+            seen[text] = clean
+        return clean

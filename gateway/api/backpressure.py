@@ -45,7 +45,9 @@ class ConcurrencyLimiter:
             return
         if self._slots is None:  # created in the serving loop, not at import or build time
             self._slots = asyncio.Semaphore(self.limit)
-        if self._slots.locked() and self.waiting >= self.queue:
+        # Every slot taken (or promised to a waiter) and the queue full: refuse. Counted by hand,
+        # as ``Semaphore.locked()`` scans its waiters on every call.
+        if self.in_flight + self.waiting >= self.limit and self.waiting >= self.queue:
             await self._refuse(scope, send)
             return
         self.waiting += 1

@@ -7,9 +7,9 @@ one log line per request and the request-duration and overhead metrics.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -53,7 +53,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 supplied = value.decode("latin-1")
                 break
-        request_id = supplied if _SAFE_ID.match(supplied) else uuid.uuid4().hex
+        request_id = supplied if _SAFE_ID.match(supplied) else os.urandom(16).hex()
         path: str = scope["path"]
         context = RequestContext(request_id=request_id, api=_api_of(path))
         scope[SCOPE_KEY] = context  # type: ignore[literal-required,unused-ignore]

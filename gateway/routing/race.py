@@ -1,8 +1,11 @@
 """Running a plan's attempts: one after another, or two at once when the route hedges.
 
-Sequential failover is the race with one runner at a time. With ``hedge_after_s``, a runner that has
-produced nothing by then gets a competitor (the next admitted candidate); the first success wins and
-the loser is cancelled, its admission released and its attempt recorded as ``cancelled``.
+Sequential failover runs each attempt inline in the request's own task (no task, no ``asyncio.wait``
+per attempt: most requests take this path). With ``hedge_after_s``, each attempt is a task, and a
+runner that has produced nothing by then gets a competitor (the next admitted candidate); the first
+success wins and the loser is cancelled, its admission released and its attempt recorded as
+``cancelled``. Either way an attempt interrupted from outside (the request timeout, a client gone) is
+recorded as ``cancelled`` and says nothing about the provider.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class Running(Generic[T]):
     candidate: Candidate
     admission: Admission
     started: float
-    task: asyncio.Task[T]
+    task: asyncio.Task[T] | None  # None when run inline (no hedging)
 
 
 class Race(Generic[T]):
@@ -55,6 +58,8 @@ class Race(Generic[T]):
 
     async def run(self) -> tuple[Running[T], T] | None:
         """The winning attempt and its value, or None when every candidate failed over."""
+        if self._hedge_after_s is None:
+            return await self._run_inline()
         try:
             while self._running or self._start():
                 single = len(self._running) == 1
@@ -73,6 +78,39 @@ class Race(Generic[T]):
             return None
         finally:
             await self._cancel_rest()
+
+    async def _run_inline(self) -> tuple[Running[T], T] | None:
+        for index, candidate, admission in self._admissions:
+            run: Running[T] = Running(index, candidate, admission, self._router.clock(), None)
+            self._inflight(admission, 1)
+            try:
+                value = await self._attempt(candidate)
+            except UpstreamError as exc:
+                self._inflight(admission, -1)
+                self._router.attempt_failed(self._record, run, exc)
+                if not exc.failover:
+                    self._router.publish_decision(self._record)
+                    raise
+                continue
+            except asyncio.CancelledError:
+                self._inflight(admission, -1)
+                self._router.health.release(admission)
+                self._record_cancelled(run)
+                raise
+            except BaseException:
+                self._inflight(admission, -1)
+                self._router.health.release(admission)
+                raise
+            self._inflight(admission, -1)
+            return run, value
+        return None
+
+    def _record_cancelled(self, run: Running[T]) -> None:
+        elapsed_ms = (self._router.clock() - run.started) * 1000
+        # Cut short from outside, or a hedged attempt that lost the race: either way, too slow.
+        self._record.attempts.append(
+            Attempt(run.admission.provider, str(run.candidate.ref), "cancelled", elapsed_ms, "slow")
+        )
 
     def _inflight(self, admission: Admission, delta: int) -> None:
         self._router.health.track_inflight(admission.provider, delta)
@@ -115,10 +153,4 @@ class Race(Generic[T]):
             else:
                 await self._discard(value)
             self._router.health.release(run.admission)
-            elapsed_ms = (self._router.clock() - run.started) * 1000
-            # A hedged attempt that lost the race lost it by being slower.
-            self._record.attempts.append(
-                Attempt(
-                    run.admission.provider, str(run.candidate.ref), "cancelled", elapsed_ms, "slow"
-                )
-            )
+            self._record_cancelled(run)

@@ -26,6 +26,7 @@ log = structlog.get_logger("gateway.access")
 
 # Client-chosen ids are echoed only when they are short and plain (no CR/LF, no log injection).
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 _QUIET_PATHS = frozenset({"/metrics", "/health", "/ready"})
 
 
@@ -100,9 +101,11 @@ class RequestContextMiddleware:
             gateway.client_limits.charge_tokens(context.client.name, routing.usage.total_tokens)
         if gateway is not None:
             metrics = gateway.metrics
-            metrics.request_duration.labels(context.api, f"{status // 100}xx").observe(duration)
+            status_class = _STATUS_CLASSES.get(status // 100, "5xx")
+            metrics.child(metrics.request_duration, context.api, status_class).observe(duration)
             if routing is not None:
-                metrics.overhead.labels(context.api).observe(max(0.0, duration - upstream_s))
+                overhead = max(0.0, duration - upstream_s)
+                metrics.child(metrics.overhead, context.api).observe(overhead)
         if context.client_disconnected:
             fields["client_disconnected"] = True
         if scope["path"] in _QUIET_PATHS and status < 400:

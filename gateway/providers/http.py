@@ -10,7 +10,7 @@ import datetime
 import email.utils
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -344,10 +344,18 @@ class SseParser:
 async def iter_sse(provider: str, response: httpx.Response) -> AsyncIterator[SseEvent]:
     """Server-sent events of a streamed response, with transport failures mapped to stream errors."""
     parser = SseParser()
+    # Without a content coding the transport's own stream is read directly: httpx's aiter_bytes and
+    # aiter_raw would add two generator layers per read for no work (transports map their errors).
+    encoded = response.headers.get("content-encoding", "identity").strip().lower() != "identity"
+    body: AsyncIterable[bytes] = (
+        response.aiter_bytes()
+        if encoded or not isinstance(response.stream, AsyncIterable)
+        else response.stream
+    )
     # Only the reads are guarded: an exception thrown in at a ``yield`` (the consumer closing the
     # generator) passes through untouched, as it is no httpx error.
     with upstream_errors(provider, in_stream_body=True):
-        async for chunk in response.aiter_bytes():
+        async for chunk in body:
             for event in parser.feed(chunk):
                 yield event
     for event in parser.close():

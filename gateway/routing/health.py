@@ -231,7 +231,8 @@ class HealthBook:
         entry = self._health.get(name)
         if entry is not None:
             entry.inflight += delta
-        self._metrics.inflight.labels(self._metrics.bounds.provider(name)).inc(delta)
+        metrics = self._metrics
+        metrics.child(metrics.inflight, metrics.bounds.provider(name)).inc(delta)
 
     def inflight(self, name: str) -> int:
         entry = self._health.get(name)

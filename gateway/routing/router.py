@@ -113,22 +113,23 @@ class Router:
         usage: Usage | None,
         ttft_s: float | None = None,
     ) -> None:
-        label = self.metrics.bounds.provider(admission.provider)
-        self.metrics.upstream_requests.labels(label, "success").inc()
-        self.metrics.upstream_latency.labels(label).observe(latency_s)
+        m = self.metrics
+        label = m.bounds.provider(admission.provider)
+        m.child(m.upstream_requests, label, "success").inc()
+        m.child(m.upstream_latency, label).observe(latency_s)
         if ttft_s is not None:
-            self.metrics.upstream_ttft.labels(label).observe(ttft_s)
+            m.child(m.upstream_ttft, label).observe(ttft_s)
         if usage is not None:
-            self.metrics.tokens.labels(label, "prompt").inc(usage.prompt_tokens)
-            self.metrics.tokens.labels(label, "completion").inc(usage.completion_tokens)
+            m.child(m.tokens, label, "prompt").inc(usage.prompt_tokens)
+            m.child(m.tokens, label, "completion").inc(usage.completion_tokens)
         self.health.record_success(admission, latency_s, ttft_s)
         log.debug(
             "upstream_call", provider=admission.provider, outcome="success", latency_s=latency_s
         )
 
     def record_failure(self, admission: Admission, error: UpstreamError) -> None:
-        label = self.metrics.bounds.provider(admission.provider)
-        self.metrics.upstream_requests.labels(label, error.label).inc()
+        m = self.metrics
+        m.child(m.upstream_requests, m.bounds.provider(admission.provider), error.label).inc()
         self.health.record_failure(admission, error)
         log.debug("upstream_call", provider=admission.provider, outcome=error.label)
 
@@ -173,9 +174,11 @@ class Router:
         self.publish_decision(record)
 
     def publish_decision(self, record: RoutingRecord) -> None:
-        b = self.metrics.bounds
+        m = self.metrics
+        b = m.bounds
         served = record.served
-        self.metrics.routing_decisions.labels(
+        m.child(
+            m.routing_decisions,
             b.route(record.plan.route),
             b.model(record.plan.requested),
             b.model(str(served.ref)) if served else "none",
@@ -184,7 +187,8 @@ class Router:
             record.reason,
         ).inc()
         if record.fallback and served is not None:
-            self.metrics.fallbacks.labels(
+            m.child(
+                m.fallbacks,
                 b.provider(record.plan.candidates[0].ref.provider),
                 b.provider(served.ref.provider),
                 record.reason,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import gzip
 from collections.abc import Callable
 
 import httpx
@@ -111,6 +112,18 @@ async def test_sse_byte_by_byte_keeps_multibyte_text_whole() -> None:
     events = await events_of(chunks)
 
     assert events == [SseEvent(None, '{"t": "héllo ✓"}'.encode()), SseEvent(None, b"[DONE]")]
+
+
+async def test_sse_of_a_gzip_encoded_stream_is_decoded_first() -> None:
+    body = gzip.compress(b"data: one\n\ndata: two\n\n")
+    chunks = [body[i : i + 7] for i in range(0, len(body), 7)]
+    response = httpx.Response(
+        200, headers={"content-encoding": "gzip"}, stream=IteratorStream(chunks)
+    )
+
+    events = [event async for event in iter_sse("test", response)]
+
+    assert events == [SseEvent(None, b"one"), SseEvent(None, b"two")]
 
 
 async def test_sse_keeps_all_but_one_leading_space_of_a_value() -> None:

@@ -37,3 +37,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def store(store_url: str) -> AsyncIterator[SqlStore]:
     async with open_store(store_url) as opened:
         yield opened
+
+
+@pytest.fixture(params=["sqlite-file", "postgresql"])
+def shared_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database two stores can open at once (an in-memory SQLite is private to its store)."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return BACKENDS[request.param](tmp_path)

@@ -157,12 +157,10 @@ async def test_begin_turn_keeps_incoming_when_upstream_later_fails(store: SqlSto
 
 
 async def test_begin_turn_is_visible_to_another_store_on_the_same_database(
-    store_url: str, store: SqlStore
+    shared_store_url: str,
 ) -> None:
-    if store_url == "sqlite+aiosqlite://":
-        pytest.skip("each in-memory SQLite store is its own database")
-    agent, session = await agent_with_session(store)
-    async with open_store(store_url) as replica:
+    async with open_store(shared_store_url) as store, open_store(shared_store_url) as replica:
+        agent, session = await agent_with_session(store)
         assert await replica.get_agent_for_session(agent.id, session.id) == (agent, True)
         history = await store.begin_turn(
             agent.id, session.id, [make_message(session.id, "from one replica")], history_limit=50

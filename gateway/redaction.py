@@ -57,7 +57,7 @@ class Redactor:
             return False
         if len(text) < _PIECE:
             return text in pieces
-        return any(text[i : i + _PIECE] in pieces for i in range(len(text) - _PIECE + 1))
+        return not pieces.isdisjoint([text[i : i + _PIECE] for i in range(len(text) - _PIECE + 1)])
 
     def __call__(self, text: str) -> str:
         seen = self._seen

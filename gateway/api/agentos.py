@@ -8,8 +8,9 @@ from typing import Any
 import structlog
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath
-from litestar.response import Stream
+from litestar.types import ASGIApp
 
+from gateway.api.answers import EventStreamAnswer, JsonAnswer
 from gateway.api.auth import scope_of
 from gateway.api.bodies import (
     AgentBody,
@@ -169,7 +170,7 @@ class AgentController(Controller):
     @post("/{agent_id:str}/sessions/{session_id:str}/messages", status_code=200)
     async def post_message(
         self, request: AnyRequest, agent_id: FromPath[str], session_id: FromPath[str]
-    ) -> Response[Any]:
+    ) -> ASGIApp:
         agent_id = check_uuid(agent_id, "agentId")
         session_id = check_uuid(session_id, "sessionId")
         body = decode(await request.body(), MessageBody)
@@ -187,15 +188,10 @@ class AgentController(Controller):
                 agent_id, session_id, incoming, route, scope_of(request)
             )
             note_routing(request, streaming.routing)
-            return Stream(
+            return EventStreamAnswer(
                 _agentos_frames(streaming),
-                status_code=207,
-                media_type="text/event-stream",
-                headers={
-                    **streaming.routing.headers(request_id_of(request)),
-                    "cache-control": "no-cache",
-                    "x-accel-buffering": "no",
-                },
+                streaming.routing.headers(request_id_of(request)),
+                status=207,
             )
         reply = await service.post_message(agent_id, session_id, incoming, route, scope_of(request))
         note_routing(request, reply.routing)
@@ -211,7 +207,7 @@ class AgentController(Controller):
             "state": "completed",
             "routing": reply.routing.to_json(),
         }
-        return json_response(answer, 200, reply.routing.headers(request_id_of(request)))
+        return JsonAnswer(answer, 200, reply.routing.headers(request_id_of(request)))
 
 
 def _route_choice(request: AnyRequest, body: MessageBody) -> RouteChoice | None:

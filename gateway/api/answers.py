@@ -64,10 +64,13 @@ class JsonAnswer:
 class EventStreamAnswer:
     """``text/event-stream`` relayed frame by frame (each item of ``frames`` is one write)."""
 
-    __slots__ = ("_disconnected", "_finished", "frames", "headers")
+    __slots__ = ("_disconnected", "_finished", "frames", "headers", "status")
 
-    def __init__(self, frames: AsyncIterator[bytes], headers: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, frames: AsyncIterator[bytes], headers: Mapping[str, str] | None, status: int = 200
+    ) -> None:
         self.frames = frames
+        self.status = status
         self.headers = [*_EVENT_STREAM, *_raw_headers(headers)]
         self._disconnected = False
         self._finished = False
@@ -89,7 +92,7 @@ class EventStreamAnswer:
         try:
             start: HTTPResponseStartEvent = {
                 "type": "http.response.start",
-                "status": 200,
+                "status": self.status,
                 "headers": self.headers,
             }
             await send(start)

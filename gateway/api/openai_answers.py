@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any
 
 import msgspec
@@ -15,7 +15,7 @@ _encoder = msgspec.json.Encoder()
 
 
 def new_completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+    return f"chatcmpl-{os.urandom(16).hex()}"  # 128 random bits, as uuid4 but 3x cheaper
 
 
 def usage_json(usage: Usage) -> dict[str, int]:
@@ -82,19 +82,22 @@ class ChunkBuilder:
         self.include_usage = include_usage
         self.finished = False
         self.usage = Usage()
+        # What every chunk of this stream repeats, encoded once: only the choice changes per frame.
+        head = _encoder.encode(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+            }
+        )
+        self._head = b"data: " + head[:-1] + b',"choices":['
+        # As OpenAI: "usage" is null on every chunk but the last, and only when asked for.
+        self._tail = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
 
     def _frame(self, delta: dict[str, Any], finish: str | None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        payload: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-        }
-        if self.include_usage:
-            payload["usage"] = None  # as OpenAI: null on every chunk but the last
-        return sse_frame(payload)
+        return self._head + _encoder.encode(choice) + self._tail
 
     def role(self) -> bytes:
         return self._frame({"role": "assistant", "content": ""}, None)

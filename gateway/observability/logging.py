@@ -40,9 +40,15 @@ def redacting(redactor: Redactor) -> Any:
             return value
         return redactor(str(value))
 
+    plain = (int, float, bool, type(None))
+
     def process(logger: Any, name: str, event: dict[str, Any]) -> dict[str, Any]:
         for key, value in event.items():
-            event[key] = clean(value)
+            kind = type(value)
+            if kind is str:
+                event[key] = redactor(value)
+            elif kind not in plain:
+                event[key] = clean(value)
         return event
 
     return process
@@ -84,15 +90,17 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     redact = redacting(redactor or Redactor())
+    # Stamped after redaction: the time is ours and different on every line, never worth a scan.
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     console = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(
         processors=[
             *shared,
             structlog.processors.format_exc_info,
             redact,
+            stamp,
             structlog.processors.JSONRenderer(serializer=_json_bytes) if use_json else console,
         ],
         logger_factory=_logger_factory(use_json),
@@ -105,6 +113,7 @@ def configure_logging(
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact,
+            stamp,
             structlog.processors.JSONRenderer() if use_json else console,
         ],
     )

@@ -1,0 +1,43 @@
+"""A client that leaves an AgentOS stream: the upstream is released at once, the session says so."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+from gateway.sim.cluster import SimCluster
+from tests.integration.support import ServerThread, new_session
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.01)
+    return None
+
+
+def test_client_leaving_an_agentos_stream_releases_the_upstream_and_marks_the_session(
+    gateway: ServerThread, sims: SimCluster
+) -> None:
+    sims["openai"].set_faults(chunk_delay_ms=1000)  # the whole answer would take seconds
+    health = gateway.gateway.health
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        url = new_session(client)
+        with client.stream("POST", url + "?stream=true", json={"content": "a b c d"}) as response:
+            assert response.status_code == 207
+            chunks = response.iter_bytes()  # kept: dropping the iterator would close the connection
+            assert b'"type":"token"' in next(chunks).replace(b" ", b"")
+            assert health.inflight("openai") == 1
+        released_after = _wait_for(lambda: health.inflight("openai") == 0, 5.0)
+        assert released_after is not None
+        assert released_after < 0.5  # not at the next upstream chunk, a second later
+        session_url = url.removesuffix("/messages")
+        errored = _wait_for(lambda: client.get(session_url).json()["state"] == "errored", 2.0)
+        assert errored is not None
+        messages = client.get(url).json()["messages"]
+        assert [m["role"] for m in messages] == ["user"]  # the question is kept, no half answer
+    assert health.view("openai")["stats"]["errors"] == 0

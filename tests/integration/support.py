@@ -6,6 +6,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -46,6 +47,16 @@ class ServerThread:
     @property
     def gateway(self) -> Any:
         return self.app.state.gateway
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float) -> float | None:
+    """Seconds until ``predicate()`` holds (polled every 10 ms), or None after ``timeout_s``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.01)
+    return None
 
 
 ROUTING_AGENT = {

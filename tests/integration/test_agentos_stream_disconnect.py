@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import httpx
 
 from gateway.sim.cluster import SimCluster
-from tests.integration.support import ServerThread, new_session
-
-
-def _wait_for(predicate: Callable[[], bool], timeout_s: float) -> float | None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.01)
-    return None
+from tests.integration.support import ServerThread, new_session, wait_for
 
 
 def test_client_leaving_an_agentos_stream_releases_the_upstream_and_marks_the_session(
@@ -32,11 +20,11 @@ def test_client_leaving_an_agentos_stream_releases_the_upstream_and_marks_the_se
             chunks = response.iter_bytes()  # kept: dropping the iterator would close the connection
             assert b'"type":"token"' in next(chunks).replace(b" ", b"")
             assert health.inflight("openai") == 1
-        released_after = _wait_for(lambda: health.inflight("openai") == 0, 5.0)
+        released_after = wait_for(lambda: health.inflight("openai") == 0, 5.0)
         assert released_after is not None
         assert released_after < 0.5  # not at the next upstream chunk, a second later
         session_url = url.removesuffix("/messages")
-        errored = _wait_for(lambda: client.get(session_url).json()["state"] == "errored", 2.0)
+        errored = wait_for(lambda: client.get(session_url).json()["state"] == "errored", 2.0)
         assert errored is not None
         messages = client.get(url).json()["messages"]
         assert [m["role"] for m in messages] == ["user"]  # the question is kept, no half answer

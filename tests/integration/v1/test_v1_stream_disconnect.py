@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
 from gateway.sim.cluster import SimCluster
-from tests.integration.support import ServerThread
+from tests.integration.support import ServerThread, wait_for
 from tests.integration.v1.helpers import user
-
-
-def _wait_for(predicate: object, timeout_s: float) -> float | None:
-    """Seconds until ``predicate()`` holds, or None."""
-    assert callable(predicate)
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.01)
-    return None
 
 
 def test_client_leaving_a_stream_releases_the_upstream_before_its_next_chunk(
@@ -39,7 +26,7 @@ def test_client_leaving_a_stream_releases_the_upstream_before_its_next_chunk(
         assert b"chat.completion.chunk" in first
         assert health.inflight("openai") == 1
     # The connection is closed here; the next upstream chunk is a second away.
-    released_after = _wait_for(lambda: health.inflight("openai") == 0, 5.0)
+    released_after = wait_for(lambda: health.inflight("openai") == 0, 5.0)
     assert released_after is not None
     assert released_after < 0.5
     stats = health.view("openai")["stats"]
@@ -51,4 +38,4 @@ def test_client_leaving_a_stream_releases_the_upstream_before_its_next_chunk(
         out.append(capsys.readouterr().out)
         return "client_disconnected=True" in "".join(out)
 
-    assert _wait_for(logged, 2.0) is not None
+    assert wait_for(logged, 2.0) is not None

@@ -83,14 +83,29 @@ def main() -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             dest = args.out / f"spy-{args.target}-{args.kind}-c{args.concurrency}.speedscope.json"
             spy = subprocess.Popen(  # noqa: S603
-                [pyspy, "record", "--pid", str(proc.pid), "--duration", f"{args.seconds:g}",
-                 "--rate", str(args.rate), "--nonblocking", "--gil", "--format", "speedscope",
-                 "--output", str(dest)],
+                [
+                    pyspy,
+                    "record",
+                    "--pid",
+                    str(proc.pid),
+                    "--duration",
+                    f"{args.seconds:g}",
+                    "--rate",
+                    str(args.rate),
+                    "--nonblocking",
+                    "--gil",
+                    "--format",
+                    "speedscope",
+                    "--output",
+                    str(dest),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(0.3)
-            result = drive(Load(url, body_file, paths, args.concurrency, args.seconds + 1), "wrk", "1")
+            result = drive(
+                Load(url, body_file, paths, args.concurrency, args.seconds + 1), "wrk", "1"
+            )
             spy.wait(timeout=args.seconds + 60)
         finally:
             stack.close()

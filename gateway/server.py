@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import os
 import shutil
@@ -67,7 +68,18 @@ def build_served_app(
             log.warning("sighup_unavailable")
 
     app.on_startup.append(install_sighup)
+    app.on_startup.append(settle_heap)
     return app
+
+
+def settle_heap(app: Litestar) -> None:
+    """Move everything startup allocated (modules, the app, settings, clients: most of the heap) out
+    of the cyclic collector's reach. Otherwise each full collection walks it all again, on the event
+    loop, in the middle of requests: measured, the freeze takes about 10 % off the CPU per request and
+    most of the p99 at c=16 (docs/performance.md). Served processes only: tests build many apps."""
+    del app
+    gc.collect()
+    gc.freeze()
 
 
 def _fresh_multiproc_dir(settings: Settings) -> str:

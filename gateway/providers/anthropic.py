@@ -317,13 +317,17 @@ class AnthropicProvider:
         self._api_key = options.api_key
         self._default_max_tokens = default_max_tokens
         self._url = httpx.URL(options.base_url.rstrip("/") + "/v1/messages")
-        self._headers = {
+        fields = {
             "content-type": "application/json",
             "accept": "application/json",
             "anthropic-version": API_VERSION,
         }
         if options.api_key:
-            self._headers["x-api-key"] = options.api_key
+            fields["x-api-key"] = options.api_key
+        self._headers = UpstreamClient.headers(self._url, fields)
+        self._stream_headers = UpstreamClient.headers(
+            self._url, {**fields, "accept": "text/event-stream"}
+        )
 
     @property
     def name(self) -> str:
@@ -331,9 +335,8 @@ class AnthropicProvider:
 
     def _build(self, request: ChatRequest, *, stream: bool) -> httpx.Request:
         wire = request_to_wire(request, stream=stream, default_max_tokens=self._default_max_tokens)
-        headers = {**self._headers, "accept": "text/event-stream"} if stream else self._headers
-        body = _encoder.encode(wire)
-        return self._http.request(self._url, body, headers)
+        headers = self._stream_headers if stream else self._headers
+        return self._http.request(self._url, _encoder.encode(wire), headers)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         built = self._build(request, stream=False)

@@ -350,9 +350,15 @@ class GeminiProvider:
         self._http = UpstreamClient(options.client)
         self._api_key = options.api_key
         self._base = options.base_url.rstrip("/")
-        self._headers = {"content-type": "application/json", "accept": "application/json"}
+        fields = {"content-type": "application/json", "accept": "application/json"}
         if options.api_key:
-            self._headers["x-goog-api-key"] = options.api_key
+            fields["x-goog-api-key"] = options.api_key
+        # Every model's URL is on the base URL's host, so one Host header serves them all.
+        base_url = httpx.URL(self._base)
+        self._headers = UpstreamClient.headers(base_url, fields)
+        self._stream_headers = UpstreamClient.headers(
+            base_url, {**fields, "accept": "text/event-stream"}
+        )
 
     @property
     def name(self) -> str:
@@ -366,7 +372,7 @@ class GeminiProvider:
         headers = self._headers
         if stream:
             url = url.copy_add_param("alt", "sse")
-            headers = {**headers, "accept": "text/event-stream"}
+            headers = self._stream_headers
         return self._http.request(url, body, headers)
 
     async def complete(self, request: ChatRequest) -> ChatResult:

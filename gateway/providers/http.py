@@ -10,7 +10,7 @@ import datetime
 import email.utils
 import math
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -102,10 +102,23 @@ class UpstreamClient:
         # (trust_env=False), so the client's one transport serves every URL.
         self._transport: httpx.AsyncBaseTransport = client._transport
 
-    def request(self, url: httpx.URL, body: bytes, headers: dict[str, str]) -> httpx.Request:
-        return httpx.Request(
-            "POST", url, content=body, headers=headers, extensions={"timeout": self._timeout}
+    @staticmethod
+    def headers(url: httpx.URL, fields: Mapping[str, str]) -> httpx.Headers:
+        """The fixed headers of every call to ``url``'s host, normalized once: Host first (as httpx
+        orders it), encoding settled (httpx would re-detect it on every read)."""
+        return httpx.Headers([("Host", url.netloc.decode("ascii")), *fields.items()], "ascii")
+
+    def request(self, url: httpx.URL, body: bytes, headers: httpx.Headers) -> httpx.Request:
+        """A POST of ``body``: what ``httpx.Request(content=...)`` builds, at a third of its cost
+        (the header dict is not normalized again, the body not wrapped and re-read)."""
+        fields = headers.copy()
+        fields["Content-Length"] = str(len(body))
+        request = httpx.Request(
+            "POST", url, stream=httpx.ByteStream(body), extensions={"timeout": self._timeout}
         )
+        request.headers = fields
+        request.read()
+        return request
 
     async def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """The answer's head (``stream=True``) or the whole answer; httpx errors are raised as-is

@@ -204,9 +204,10 @@ class OpenAICompatProvider:
         self._http = UpstreamClient(options.client)
         self._api_key = options.api_key
         self._url = httpx.URL(options.base_url.rstrip("/") + "/chat/completions")
-        self._headers = {"content-type": "application/json", "accept": "application/json"}
+        fields = {"content-type": "application/json", "accept": "application/json"}
         if options.api_key:
-            self._headers["authorization"] = f"Bearer {options.api_key}"
+            fields["authorization"] = f"Bearer {options.api_key}"
+        self._headers = UpstreamClient.headers(self._url, fields)
 
     @property
     def name(self) -> str:

@@ -150,6 +150,29 @@ def summarize_variants(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def summarize_scaling(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    runs = [r for r in runs if r["phase"] == "scaling"]
+    rows = []
+    for (workers,), group in sorted(_by(runs, "workers").items()):
+        rows.append(
+            {
+                "workers": workers,
+                "rps": med(r["rps"] for r in group),
+                "p50_ms": med(r["p50_ms"] for r in group),
+                "p99_ms": med(r["p99_ms"] for r in group),
+                "cpu_us_per_req": med(r["cpu_us_per_req"] for r in group),
+                "metrics_ok": all(r["metrics_ok"] for r in group),
+                "counted": [f"{r['requests']}/{r['metrics_counted']:.0f}" for r in group],
+                "errors_max": max(r["errors"] for r in group),
+            }
+        )
+    one = _row(rows, workers=1)
+    for row in rows:
+        base = _get(one, "rps")
+        row["rps_vs_one"] = row["rps"] / base if base and row["rps"] is not None else None
+    return rows
+
+
 def _get(row: dict[str, Any] | None, key: str) -> float | None:
     value = None if row is None else row.get(key)
     return None if value is None else float(value)
@@ -231,6 +254,15 @@ def checks(summary: dict[str, Any], memory_kb: dict[str, dict[str, int]]) -> lis
             None if not row or row["added_p50_ms"] is None else row["added_p50_ms"] <= limit,
             "ms",
         )
+    two = _row(summary.get("scaling", []), workers=2)
+    if two is not None:
+        add(
+            "--workers 2 vs 1 (unpinned, shared with wrk), metrics count = wrk count",
+            "> 1.0x, counts agree",
+            _get(two, "rps_vs_one"),
+            (two["rps_vs_one"] or 0) > 1.0 and all(r["metrics_ok"] for r in summary["scaling"]),
+            "x",
+        )
     return out
 
 
@@ -241,6 +273,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "sse_check": summarize_matrix(runs, "sse-check"),
         "probes": summarize_probes(runs),
         "variants": summarize_variants(runs),
+        "scaling": summarize_scaling(runs),
     }
     summary["checks"] = checks(summary, results.get("memory_kb", {}))
     return summary
@@ -425,6 +458,25 @@ def markdown(results: dict[str, Any]) -> str:
                     _signed(r["p50_saved_ms"]) + " ms",
                 ]
                 for r in order
+            ),
+        )
+    if s.get("scaling"):
+        _table(
+            out,
+            "Workers: gateway serve --workers N, JSON c=64, nothing pinned (2 cores shared with "
+            "wrk and the fake upstream)",
+            ["workers", "req/s", "vs 1 worker", "p50", "p99", "CPU/req", "wrk/metrics counts"],
+            (
+                [
+                    str(r["workers"]),
+                    _f(r["rps"], 0),
+                    _f(r["rps_vs_one"], 2, "x"),
+                    _f(r["p50_ms"]) + " ms",
+                    _f(r["p99_ms"]) + " ms",
+                    _f(r["cpu_us_per_req"], 0) + " us",
+                    ", ".join(r["counted"]) + (" ok" if r["metrics_ok"] else " **MISMATCH**"),
+                ]
+                for r in s["scaling"]
             ),
         )
     for prof in results.get("profiles", []):

@@ -37,6 +37,7 @@ from bench.loadgen import Load, drive, wrk_available
 from bench.measure import measure, wait_idle, write_lines
 from bench.procs import Proc, install_cleanup
 from bench.profile import summarize_speedscope
+from bench.scaling import scaling
 from bench.stack import MODEL, SSE_GAP_MODEL, GatewayOptions, Stack, http_json, machine, versions
 
 HERE = Path(__file__).resolve().parent
@@ -102,6 +103,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(default: all but --quick: none; 'none' to skip)",
     )
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    p.add_argument(
+        "--scaling",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="--workers 1 vs 2, unpinned, with the metrics count checked (auto: on unless --quick)",
+    )
     p.add_argument("--server-cpu", default="0", help="core of the servers under test")
     p.add_argument("--load-cpu", default="1", help="core of wrk and the fake upstream")
     p.add_argument(
@@ -124,6 +131,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     if args.variants is None:
         args.variants = "none" if args.quick else "logging-off,metrics-off,all-off,httpx-client"
+    args.scaling = args.scaling == "on" or (args.scaling == "auto" and not args.quick)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
     args.kinds = [k for k in args.kinds.split(",") if k]
     args.targets = [t for t in args.targets.split(",") if t]
@@ -515,6 +523,8 @@ def run_phases(bench: Bench, stack: Stack, args: argparse.Namespace) -> list[dic
         phases.append(("probes", bench.probes))
     if args.variants:
         phases.append(("variants", bench.variants))
+    if args.scaling:
+        phases.append(("scaling", lambda: scaling(bench)))
     if not args.no_profile:
         phases.append(("profile", lambda: profiles.extend(bench.profile())))
     for name, phase in phases:

@@ -59,6 +59,8 @@ class GatewayOptions:
     metrics: bool = True
     http_client: str | None = None  # runtime.router.httpClient; None = the gateway's default
     never_trip: bool = False  # breakers and failure-rate ejection that never open (refused probe)
+    workers: int = 1  # gateway serve --workers N
+    pinned: bool = True  # False: free to run on every core (the scaling phase)
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -267,13 +269,20 @@ http {{
             "127.0.0.1",
         ]
         serve += ["--port", str(port)]
+        if opts.workers > 1:
+            serve += ["--workers", str(opts.workers)]
         if opts.metrics:
             cmd = [sys.executable, "-m", "gateway", *serve]
         else:
             cmd = [sys.executable, "-m", "bench.gateway_shim", "--no-metrics", *serve]
         env = {**self.env, **opts.extra_env}
         proc = Proc(
-            opts.name, cmd, cpu=self.server_cpu, log=gdir / "gateway.log", env=env, cwd=str(REPO)
+            opts.name,
+            cmd,
+            cpu=self.server_cpu if opts.pinned else None,
+            log=gdir / "gateway.log",
+            env=env,
+            cwd=str(REPO),
         )
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/ready", proc, timeout=60)

@@ -17,6 +17,7 @@ Upstream failures are mapped from httpx in exactly one place (``gateway.provider
     │   └── ModelNotFoundError           404 model_not_found
     ├── ConflictError                    409 conflict
     ├── PayloadTooLargeError             413 payload_too_large
+    ├── ClientDisconnectedError          499 client_disconnected       (nobody reads the answer)
     ├── NoProviderAvailableError         503 no_provider_available    (Retry-After, attempts)
     ├── UpstreamsTimedOutError           504 upstream_timeout          (every candidate timed out)
     └── UpstreamError                    502 upstream_error            (one failed upstream call)
@@ -140,6 +141,15 @@ class PayloadTooLargeError(GatewayError):
     status = 413
     code = "payload_too_large"
     label = "payload_too_large"
+
+
+class ClientDisconnectedError(GatewayError):
+    """The client closed the connection while its model call was being routed; the call was
+    abandoned (nginx's 499). Only the log line and the metrics see it."""
+
+    status = 499
+    code = "client_disconnected"
+    label = "client_disconnected"
 
 
 class NoProviderAvailableError(GatewayError):

@@ -22,6 +22,7 @@ from gateway.api.bodies import (
     decode,
 )
 from gateway.api.context import gateway_of, note_routing, request_id_of
+from gateway.api.disconnect import connected_guard
 from gateway.api.limits import check_request_limits
 from gateway.api.responses import encode, json_response, rfc3339
 from gateway.domain.agents import RouteChoice, StreamingReply
@@ -183,9 +184,10 @@ class AgentController(Controller):
         )
         route = _route_choice(request, body)
         service = gateway_of(request).agents
+        guard = connected_guard(request.scope, request.receive)
         if request.query_params.get("stream", "").lower() in ("1", "true", "yes"):
             streaming = await service.open_stream(
-                agent_id, session_id, incoming, route, scope_of(request)
+                agent_id, session_id, incoming, route, scope_of(request), guard=guard
             )
             note_routing(request, streaming.routing)
             return EventStreamAnswer(
@@ -193,7 +195,9 @@ class AgentController(Controller):
                 streaming.routing.headers(request_id_of(request)),
                 status=207,
             )
-        reply = await service.post_message(agent_id, session_id, incoming, route, scope_of(request))
+        reply = await service.post_message(
+            agent_id, session_id, incoming, route, scope_of(request), guard=guard
+        )
         note_routing(request, reply.routing)
         answer = {
             "messageId": reply.message.id,

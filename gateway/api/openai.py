@@ -20,6 +20,7 @@ from litestar.types import ASGIApp
 from gateway.api.answers import EventStreamAnswer, JsonAnswer
 from gateway.api.auth import scope_of
 from gateway.api.context import gateway_of, note_routing, request_id_of
+from gateway.api.disconnect import while_connected
 from gateway.api.limits import check_request_limits
 from gateway.api.openai_answers import ChunkBuilder, completion_json, error_frame
 from gateway.api.openai_wire import header_fallbacks, parse_chat_body
@@ -77,8 +78,11 @@ class OpenAIController(Controller):
         if check_scope is not None:
             check_scope(plan)
         chat = call.to_request(translate=needs_translation(gateway, plan))
+        router = gateway.router
         if call.stream:
-            routed = await gateway.router.open_stream(plan, chat)
+            routed = await while_connected(
+                request.scope, request.receive, router.open_stream(plan, chat)
+            )
             note_routing(request, routed.record)
             served = routed.record.served
             builder = ChunkBuilder(
@@ -87,7 +91,9 @@ class OpenAIController(Controller):
             return EventStreamAnswer(
                 _chunks(routed, builder), routed.record.headers(request_id_of(request))
             )
-        result, record = await gateway.router.complete(plan, chat)
+        result, record = await while_connected(
+            request.scope, request.receive, router.complete(plan, chat)
+        )
         note_routing(request, record)
         served_model = str(record.served.ref) if record.served else call.model
         return JsonAnswer(

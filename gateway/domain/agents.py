@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from gateway.domain.history import to_chat_message, trim_to_window
 from gateway.domain.models import ModelCatalog, Plan
@@ -25,6 +25,18 @@ from gateway.store.records import AgentRecord, MessageRecord, SessionRecord
 
 # Raises when the caller may not use the plan's models (a client key's scope).
 Authorize = Callable[[Plan], None]
+T = TypeVar("T")
+
+
+class CallGuard(Protocol):
+    """Runs the model call on the caller's terms (the API abandons it when its client leaves); an
+    exception it raises ends the turn as errored, like any failed call."""
+
+    def __call__(self, call: Awaitable[T], /) -> Awaitable[T]: ...
+
+
+async def _unguarded(call: Awaitable[T]) -> T:
+    return await call
 
 
 # Most messages a turn reads back from the store before trimming them to the token window.
@@ -300,11 +312,13 @@ class AgentService:
         incoming: Sequence[ChatMessage],
         route: RouteChoice | None = None,
         authorize: Authorize | None = None,
+        *,
+        guard: CallGuard = _unguarded,
     ) -> Reply:
         plan, request = await self._prepare(agent_id, session_id, incoming, route, authorize)
         started = time.perf_counter()
         try:
-            result, routing = await self._router.complete(plan, request)
+            result, routing = await guard(self._router.complete(plan, request))
         except BaseException:
             await self._mark_errored(session_id)
             raise
@@ -329,11 +343,13 @@ class AgentService:
         incoming: Sequence[ChatMessage],
         route: RouteChoice | None = None,
         authorize: Authorize | None = None,
+        *,
+        guard: CallGuard = _unguarded,
     ) -> StreamingReply:
         plan, request = await self._prepare(agent_id, session_id, incoming, route, authorize)
         started = time.perf_counter()
         try:
-            stream = await self._router.open_stream(plan, request)
+            stream = await guard(self._router.open_stream(plan, request))
         except BaseException:
             await self._mark_errored(session_id)
             raise

@@ -1,8 +1,10 @@
-"""A client that leaves an AgentOS stream: the upstream is released at once, the session says so."""
+"""A client that leaves (a stream, or a plain message it stopped waiting for): the upstream is
+released at once and the session says so."""
 
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from gateway.sim.cluster import SimCluster
 from tests.integration.support import ServerThread, new_session, wait_for
@@ -28,4 +30,24 @@ def test_client_leaving_an_agentos_stream_releases_the_upstream_and_marks_the_se
         assert errored is not None
         messages = client.get(url).json()["messages"]
         assert [m["role"] for m in messages] == ["user"]  # the question is kept, no half answer
+    assert health.view("openai")["stats"]["errors"] == 0
+
+
+def test_client_timing_out_on_an_agentos_message_abandons_the_call_and_marks_the_session(
+    gateway: ServerThread, sims: SimCluster
+) -> None:
+    sims["openai"].set_faults(latency_ms=5000)
+    health = gateway.gateway.health
+    with httpx.Client(base_url=gateway.url, timeout=10) as client:
+        url = new_session(client)
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(url, json={"content": "hello"}, timeout=0.5)
+        released_after = wait_for(lambda: health.inflight("openai") == 0, 5.0)
+        assert released_after is not None
+        assert released_after < 1.0
+        session_url = url.removesuffix("/messages")
+        errored = wait_for(lambda: client.get(session_url).json()["state"] == "errored", 2.0)
+        assert errored is not None
+        messages = client.get(url).json()["messages"]
+        assert [m["role"] for m in messages] == ["user"]
     assert health.view("openai")["stats"]["errors"] == 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from gateway.domain.history import to_chat_message, trim_to_window
+from gateway.domain.history import to_chat_message, trim_to_window, window_taker
 from gateway.domain.models import ModelCatalog, Plan
 from gateway.domain.types import ChatMessage, ChatRequest, StreamEvent, Usage
 from gateway.errors import AgentNotFoundError, InvalidRequestError, SessionNotFoundError
@@ -257,6 +257,7 @@ class AgentService:
             session_id,
             [MessageRecord(new_id(), session_id, m.role, m.content, now()) for m in incoming],
             history_limit=_history_limit(window),
+            take=window_taker(window),
         )
         if stored is None:  # deleted since the read: nothing was written
             raise _session_not_found(session_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gateway.domain.types import ChatMessage, Role, ToolCall
 from gateway.store.records import MessageRecord
@@ -22,6 +22,25 @@ def to_chat_message(record: MessageRecord) -> ChatMessage:
         for c in record.tool_calls or ()
     )
     return ChatMessage(role=role, content=record.content, tool_calls=calls)
+
+
+def window_taker(token_window: int) -> Callable[[str], bool] | None:
+    """For reading history newest first: accepts contents while they fit the window, exactly as
+    ``trim_to_window`` would keep them (the first one always), then refuses. ``None`` when the
+    window is unbounded."""
+    if token_window <= 0:
+        return None
+    used = 0
+
+    def take(content: str) -> bool:
+        nonlocal used
+        cost = estimate_tokens(content)
+        if used and used + cost > token_window:
+            return False
+        used += cost
+        return True
+
+    return take
 
 
 def trim_to_window(messages: Sequence[ChatMessage], token_window: int) -> list[ChatMessage]:

@@ -255,10 +255,13 @@ class SqlStore:
         incoming: Sequence[MessageRecord],
         *,
         history_limit: int,
+        take: Callable[[str], bool] | None = None,
     ) -> list[MessageRecord] | None:
         check_limit(history_limit)
         return await self._write(
-            lambda conn: turns.begin_turn(conn, agent_id, session_id, incoming, history_limit)
+            lambda conn: turns.begin_turn(
+                conn, agent_id, session_id, incoming, history_limit, take=take
+            )
         )
 
     async def finish_turn(

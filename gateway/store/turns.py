@@ -13,7 +13,7 @@ commit order within a session).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -90,10 +90,21 @@ def insert_message(conn: Connection, message: MessageRecord) -> MessageRecord:
     )
 
 
-def recent_messages(conn: Connection, session_id: str, limit: int) -> list[MessageRecord]:
-    """The last ``limit`` messages of the session, ascending by ``seq``."""
-    rows = conn.execute(RECENT_MESSAGES, {"session_id": session_id, "limit": limit}).all()
-    records = [message_record(row) for row in rows]
+def recent_messages(
+    conn: Connection, session_id: str, limit: int, take: Callable[[str], bool] | None = None
+) -> list[MessageRecord]:
+    """The last ``limit`` messages of the session, ascending by ``seq``; with ``take``, only the
+    newest ones up to the first it refuses. Rows are fetched one at a time, newest first, so the
+    older ones (their JSON columns above all) are never read once the window is full."""
+    result = conn.execute(RECENT_MESSAGES, {"session_id": session_id, "limit": limit})
+    records: list[MessageRecord] = []
+    try:
+        for row in result:
+            if take is not None and not take(row.content):
+                break
+            records.append(message_record(row))
+    finally:
+        result.close()
     records.reverse()
     return records
 
@@ -118,6 +129,8 @@ def begin_turn(
     session_id: str,
     incoming: Sequence[MessageRecord],
     history_limit: int,
+    *,
+    take: Callable[[str], bool] | None = None,
 ) -> list[MessageRecord] | None:
     """In the caller's transaction; ``None`` (nothing written) if the session is not the agent's."""
     claim = {
@@ -132,7 +145,7 @@ def begin_turn(
         if message.session_id != session_id:
             raise ValueError(f"message {message.id} is for another session")
         insert_message(conn, message)
-    return recent_messages(conn, session_id, history_limit)
+    return recent_messages(conn, session_id, history_limit, take)
 
 
 def finish_turn(

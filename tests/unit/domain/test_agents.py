@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.config.settings import ProviderRuntime, Settings
 from gateway.domain.agents import AgentService, AgentSpec, _history_limit
-from gateway.domain.history import trim_to_window
+from gateway.domain.history import trim_to_window, window_taker
 from gateway.domain.models import ModelCatalog, Plan
 from gateway.domain.types import ChatMessage
 from gateway.errors import (
@@ -251,3 +251,24 @@ def test_the_bounded_history_read_trims_exactly_like_the_full_one(window: int) -
 
     assert 1 <= limit <= 500
     assert trim_to_window(messages[-limit:], window) == trim_to_window(messages[-500:], window)
+
+
+@pytest.mark.parametrize("window", [-1, 0, 1, 2, 7, 40, 499, 500, 501, 5000])
+def test_the_window_taker_keeps_exactly_what_trimming_keeps(window: int) -> None:
+    rng = random.Random(window)
+    messages = [
+        ChatMessage(role="user", content="x" * rng.choice([0, 1, 3, 4, 9, 40, 400]))
+        for _ in range(600)
+    ]
+    take = window_taker(window)
+    if take is None:  # unbounded: the read is limited by count only
+        assert window <= 0
+        return
+    taken: list[ChatMessage] = []
+    for message in reversed(messages):  # the store reads newest first
+        if not take(message.content):
+            break
+        taken.append(message)
+    taken.reverse()
+
+    assert taken == trim_to_window(messages, window)

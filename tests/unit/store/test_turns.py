@@ -97,6 +97,26 @@ async def test_begin_turn_returns_only_the_last_history_limit_messages_ascending
         await store.begin_turn(agent.id, session.id, [], history_limit=-1)
 
 
+async def test_begin_turn_reads_history_newest_first_until_take_refuses(store: SqlStore) -> None:
+    agent, session = await agent_with_session(store)
+    for i in range(6):
+        await store.append_message(make_message(session.id, f"m{i}"))
+    offered: list[str] = []
+
+    def take(content: str) -> bool:
+        offered.append(content)
+        return len(offered) <= 3  # room for three messages
+
+    history = await store.begin_turn(
+        agent.id, session.id, [make_message(session.id, "new")], history_limit=500, take=take
+    )
+
+    assert history is not None
+    assert [m.content for m in history] == ["m4", "m5", "new"]
+    assert offered == ["new", "m5", "m4", "m3"]  # nothing older than the first refusal is read
+    assert len(await store.list_messages(session.id)) == 7  # the read stops, the writes do not
+
+
 async def test_begin_turn_on_foreign_session_writes_nothing(store: SqlStore) -> None:
     agent, _ = await agent_with_session(store)
     other, foreign = await agent_with_session(store)

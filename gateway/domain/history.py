@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from gateway.domain.types import ChatMessage, Role, ToolCall
-from gateway.store.records import MessageRecord
+from gateway.store.records import HistoryMessage
 
 _ROLES: frozenset[str] = frozenset({"system", "user", "assistant", "tool"})
 
@@ -15,7 +15,7 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
-def to_chat_message(record: MessageRecord) -> ChatMessage:
+def to_chat_message(record: HistoryMessage) -> ChatMessage:
     role: Role = record.role if record.role in _ROLES else "user"  # type: ignore[assignment]
     calls = tuple(
         ToolCall(str(c.get("id", "")), str(c.get("name", "")), str(c.get("arguments", "")))

@@ -4,6 +4,7 @@ from gateway.store.base import Store
 from gateway.store.records import (
     SESSION_STATES,
     AgentRecord,
+    HistoryMessage,
     MessageRecord,
     SessionRecord,
 )
@@ -12,6 +13,7 @@ from gateway.store.sql import SqlStore, open_store
 __all__ = [
     "SESSION_STATES",
     "AgentRecord",
+    "HistoryMessage",
     "MessageRecord",
     "SessionRecord",
     "SqlStore",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from gateway.store.records import AgentRecord, MessageRecord, SessionRecord
+from gateway.store.records import AgentRecord, HistoryMessage, MessageRecord, SessionRecord
 
 
 class Store(Protocol):
@@ -92,12 +92,13 @@ class Store(Protocol):
         *,
         history_limit: int,
         take: Callable[[str], bool] | None = None,
-    ) -> list[MessageRecord] | None:
+    ) -> list[HistoryMessage] | None:
         """In one transaction: store ``incoming`` in order (database-assigned ``seq``), set the
         session ``streaming`` and bump ``updated_at``, and return its last ``history_limit``
-        messages ascending by ``seq`` (the new ones included). With ``take``, the history is read
-        newest first and stops at the first message whose content ``take`` refuses (the caller's
-        token window is full), so older rows are never decoded. Committed on return, so the
+        messages ascending by ``seq`` (the new ones included) as ``HistoryMessage``. With
+        ``take``, the history is read newest first and stops at the first message whose content
+        ``take`` refuses (the caller's token window is full), so older rows are never read.
+        Committed on return, so the
         incoming messages are kept whatever happens next. ``None``, with nothing written, if the
         session is missing or belongs to another agent; ``ConflictError`` (nothing written) if a
         message id is taken."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -169,6 +171,20 @@ class AsyncDatabase:
         await self._engine.dispose()
 
 
+def _switch_to_wal(cursor: Any, attempts: int = 50, pause_s: float = 0.02) -> None:
+    """``PRAGMA journal_mode = WAL``, retried: the switch needs the file to itself, and SQLite
+    answers "database is locked" at once, without its busy handler, when another connection (a
+    second worker opening the same new file) holds it at that moment."""
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(pause_s)
+
+
 def _sqlite_engine(url: URL) -> Engine:
     in_memory = url.database in (None, "", ":memory:")
     if in_memory:
@@ -192,7 +208,7 @@ def _sqlite_engine(url: URL) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if not in_memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(cursor)
                 # In WAL mode NORMAL never corrupts and survives a killed process (kill -9): only an
                 # OS crash or power loss can drop the last commits. FULL fsyncs every commit.
                 cursor.execute("PRAGMA synchronous = NORMAL")

@@ -57,3 +57,15 @@ class MessageRecord:
     usage: Mapping[str, Any] | None = None
     routing: Mapping[str, Any] | None = None
     seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMessage:
+    """What a model call needs of a stored message: the history a turn reads. Its usage, routing
+    and timestamps are left in the database (decoding them was most of a turn's store time)."""
+
+    id: str
+    seq: int
+    role: str
+    content: str
+    tool_calls: Sequence[Mapping[str, Any]] | None = None

@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.errors import AgentNotFoundError, ConflictError
 from gateway.store import turns
 from gateway.store.engine import Database, create_database, create_schema, parse_url
-from gateway.store.records import AgentRecord, MessageRecord, SessionRecord
+from gateway.store.records import AgentRecord, HistoryMessage, MessageRecord, SessionRecord
 from gateway.store.rows import (
     agent_record,
     check_limit,
@@ -256,7 +256,7 @@ class SqlStore:
         *,
         history_limit: int,
         take: Callable[[str], bool] | None = None,
-    ) -> list[MessageRecord] | None:
+    ) -> list[HistoryMessage] | None:
         check_limit(history_limit)
         return await self._write(
             lambda conn: turns.begin_turn(

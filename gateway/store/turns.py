@@ -21,7 +21,7 @@ from sqlalchemy import Connection, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import ConflictError, SessionNotFoundError
-from gateway.store.records import AgentRecord, MessageRecord
+from gateway.store.records import AgentRecord, HistoryMessage, MessageRecord
 from gateway.store.rows import agent_record, message_record, message_values
 from gateway.store.schema import agents, messages, sessions
 
@@ -53,6 +53,15 @@ TOUCH_SESSION: Final = (
 INSERT_MESSAGE: Final = insert(messages)
 RECENT_MESSAGES: Final = (
     select(messages)
+    .where(messages.c.session_id == bindparam("session_id"))
+    .order_by(messages.c.seq.desc())
+    .limit(bindparam("limit"))
+)
+# A turn's history: only what a model call needs (no JSON usage/routing, no timestamps to convert).
+RECENT_HISTORY: Final = (
+    select(
+        messages.c.id, messages.c.seq, messages.c.role, messages.c.content, messages.c.tool_calls
+    )
     .where(messages.c.session_id == bindparam("session_id"))
     .order_by(messages.c.seq.desc())
     .limit(bindparam("limit"))
@@ -90,19 +99,27 @@ def insert_message(conn: Connection, message: MessageRecord) -> MessageRecord:
     )
 
 
-def recent_messages(
+def recent_messages(conn: Connection, session_id: str, limit: int) -> list[MessageRecord]:
+    """The last ``limit`` messages of the session, ascending by ``seq``."""
+    rows = conn.execute(RECENT_MESSAGES, {"session_id": session_id, "limit": limit}).all()
+    records = [message_record(row) for row in rows]
+    records.reverse()
+    return records
+
+
+def recent_history(
     conn: Connection, session_id: str, limit: int, take: Callable[[str], bool] | None = None
-) -> list[MessageRecord]:
-    """The last ``limit`` messages of the session, ascending by ``seq``; with ``take``, only the
+) -> list[HistoryMessage]:
+    """The history of the last ``limit`` messages, ascending by ``seq``; with ``take``, only the
     newest ones up to the first it refuses. Rows are fetched one at a time, newest first, so the
-    older ones (their JSON columns above all) are never read once the window is full."""
-    result = conn.execute(RECENT_MESSAGES, {"session_id": session_id, "limit": limit})
-    records: list[MessageRecord] = []
+    older ones are never read once the window is full."""
+    result = conn.execute(RECENT_HISTORY, {"session_id": session_id, "limit": limit})
+    records: list[HistoryMessage] = []
     try:
-        for row in result:
-            if take is not None and not take(row.content):
+        for id_, seq, role, content, tool_calls in result:
+            if take is not None and not take(content):
                 break
-            records.append(message_record(row))
+            records.append(HistoryMessage(id_, int(seq), role, content, tool_calls))
     finally:
         result.close()
     records.reverse()
@@ -131,7 +148,7 @@ def begin_turn(
     history_limit: int,
     *,
     take: Callable[[str], bool] | None = None,
-) -> list[MessageRecord] | None:
+) -> list[HistoryMessage] | None:
     """In the caller's transaction; ``None`` (nothing written) if the session is not the agent's."""
     claim = {
         "w_session_id": session_id,
@@ -145,7 +162,7 @@ def begin_turn(
         if message.session_id != session_id:
             raise ValueError(f"message {message.id} is for another session")
         insert_message(conn, message)
-    return recent_messages(conn, session_id, history_limit, take)
+    return recent_history(conn, session_id, history_limit, take)
 
 
 def finish_turn(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConflictError, SessionNotFoundError
-from gateway.store import MessageRecord, SqlStore, open_store
+from gateway.store import HistoryMessage, MessageRecord, SqlStore, open_store
 from tests.unit.store.factories import (
     T0,
     agent_with_session,
@@ -33,6 +33,11 @@ def reply_for(session_id: str, content: str = "answer") -> MessageRecord:
         usage={"promptTokens": 3, "completionTokens": 5, "latencyMs": 1.5},
         routing={"decision": "primary", "attempts": [{"provider": "openai"}]},
     )
+
+
+def as_history(records: list[MessageRecord]) -> list[HistoryMessage]:
+    """What ``begin_turn`` returns of these stored messages."""
+    return [HistoryMessage(m.id, m.seq, m.role, m.content, m.tool_calls) for m in records]
 
 
 async def state_of(store: SqlStore, agent_id: str, session_id: str) -> str:
@@ -72,7 +77,7 @@ async def test_begin_turn_stores_incoming_in_order_and_returns_the_history_with_
     assert [m.content for m in history] == ["earlier", "one", "two"]
     assert [m.id for m in history] == [earlier.id, incoming[0].id, incoming[1].id]
     assert history[0].seq < history[1].seq < history[2].seq
-    assert await store.list_messages(session.id) == history
+    assert as_history(await store.list_messages(session.id)) == history
     stored = await store.get_session(agent.id, session.id)
     assert stored is not None
     assert stored.state == "streaming"
@@ -185,7 +190,7 @@ async def test_begin_turn_is_visible_to_another_store_on_the_same_database(
         history = await store.begin_turn(
             agent.id, session.id, [make_message(session.id, "from one replica")], history_limit=50
         )
-        assert await replica.list_messages(session.id) == history
+        assert as_history(await replica.list_messages(session.id)) == history
         assert await state_of(replica, agent.id, session.id) == "streaming"
         reply = await replica.finish_turn(session.id, reply_for(session.id), "completed")
         assert (await store.list_messages(session.id))[-1] == reply
@@ -209,7 +214,7 @@ async def test_concurrent_turns_on_one_session_each_see_their_own_message_last(
         assert history is not None
         # seq follows commit order: everything committed before this turn, then its own message.
         assert history[-1].id == message.id
-        assert history == stored[: len(history)]
+        assert history == as_history(stored[: len(history)])
 
 
 # -- finish_turn ----------------------------------------------------------------------------------
@@ -227,7 +232,9 @@ async def test_finish_turn_stores_the_reply_and_the_state_together(store: SqlSto
     assert reply is not None
     assert reply.seq > history[-1].seq
     assert reply.routing == {"decision": "primary", "attempts": [{"provider": "openai"}]}
-    assert await store.list_messages(session.id) == [*history, reply]
+    stored = await store.list_messages(session.id)
+    assert as_history(stored) == [*history, *as_history([reply])]
+    assert stored[-1] == reply
     assert await state_of(store, agent.id, session.id) == "completed"
 
 
@@ -244,7 +251,7 @@ async def test_finish_turn_with_a_taken_reply_id_changes_nothing(store: SqlStore
     with pytest.raises(ConflictError):
         await store.finish_turn(session.id, clash, "completed")
 
-    assert await store.list_messages(session.id) == history
+    assert as_history(await store.list_messages(session.id)) == history
     assert await state_of(store, agent.id, session.id) == "streaming"
 
 

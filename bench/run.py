@@ -36,7 +36,7 @@ from bench import report
 from bench.loadgen import Load, drive, wrk_available
 from bench.measure import measure, wait_idle, write_lines
 from bench.procs import Proc, install_cleanup
-from bench.profile import summarize_speedscope
+from bench.profile import pyspy_path, pyspy_record, summarize_speedscope
 from bench.scaling import scaling
 from bench.stack import MODEL, SSE_GAP_MODEL, GatewayOptions, Stack, http_json, machine, versions
 
@@ -436,7 +436,7 @@ class Bench:
                 self.stack.stop(name)
 
     def profile(self) -> list[dict[str, Any]]:
-        pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        pyspy = pyspy_path()
         if not Path(pyspy).exists():
             self.notes.append(
                 "profiles skipped: py-spy not installed (pip install py-spy into the venv)"
@@ -450,22 +450,7 @@ class Bench:
             dest = self.args.out / f"{self.stamp}-profile-{target}-c16.speedscope.json"
             log(f"profiling {target} at c=16 with py-spy ({seconds:g} s)")
             spy = subprocess.Popen(  # noqa: S603
-                [
-                    pyspy,
-                    "record",
-                    "--pid",
-                    str(self.stack.procs[server].pid),
-                    "--duration",
-                    f"{seconds:g}",
-                    "--rate",
-                    "250",
-                    "--nonblocking",
-                    "--gil",
-                    "--format",
-                    "speedscope",
-                    "--output",
-                    str(dest),
-                ],
+                pyspy_record(pyspy, self.stack.procs[server].pid, seconds, 250, dest),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,

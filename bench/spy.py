@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -20,6 +18,7 @@ from pathlib import Path
 
 from bench.loadgen import Load, drive
 from bench.procs import install_cleanup
+from bench.profile import pyspy_path, pyspy_record
 from bench.run import MESSAGES, V1_PATH
 from bench.stack import MODEL, GatewayOptions, Stack
 
@@ -60,7 +59,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     args = p.parse_args()
     install_cleanup()
-    pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    pyspy = pyspy_path()
     with tempfile.TemporaryDirectory(prefix="bench-spy-") as tmp:
         stack = Stack(Path(tmp), server_cpu="0", load_cpu="1")
         try:
@@ -83,22 +82,7 @@ def main() -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             dest = args.out / f"spy-{args.target}-{args.kind}-c{args.concurrency}.speedscope.json"
             spy = subprocess.Popen(  # noqa: S603
-                [
-                    pyspy,
-                    "record",
-                    "--pid",
-                    str(proc.pid),
-                    "--duration",
-                    f"{args.seconds:g}",
-                    "--rate",
-                    str(args.rate),
-                    "--nonblocking",
-                    "--gil",
-                    "--format",
-                    "speedscope",
-                    "--output",
-                    str(dest),
-                ],
+                pyspy_record(pyspy, proc.pid, args.seconds, args.rate, dest),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

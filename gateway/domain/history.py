@@ -45,15 +45,13 @@ def window_taker(token_window: int) -> Callable[[str], bool] | None:
 
 def trim_to_window(messages: Sequence[ChatMessage], token_window: int) -> list[ChatMessage]:
     """The most recent messages that fit the window; the newest message is always kept."""
-    if token_window <= 0:
+    take = window_taker(token_window)
+    if take is None:
         return list(messages)
     kept: list[ChatMessage] = []
-    used = 0
     for message in reversed(messages):
-        cost = estimate_tokens(message.content)
-        if kept and used + cost > token_window:
+        if not take(message.content):
             break
         kept.append(message)
-        used += cost
     kept.reverse()
     return kept

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import Connection, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import ConflictError, SessionNotFoundError
@@ -51,20 +51,23 @@ TOUCH_SESSION: Final = (
     .values(updated_at=bindparam("w_now"))
 )
 INSERT_MESSAGE: Final = insert(messages)
-RECENT_MESSAGES: Final = (
-    select(messages)
-    .where(messages.c.session_id == bindparam("session_id"))
-    .order_by(messages.c.seq.desc())
-    .limit(bindparam("limit"))
-)
+
+
+def _newest_first(query: Select[Any]) -> Select[Any]:
+    """``query`` over the messages of one session, newest first, at most ``limit`` of them."""
+    return (
+        query.where(messages.c.session_id == bindparam("session_id"))
+        .order_by(messages.c.seq.desc())
+        .limit(bindparam("limit"))
+    )
+
+
+RECENT_MESSAGES: Final = _newest_first(select(messages))
 # A turn's history: only what a model call needs (no JSON usage/routing, no timestamps to convert).
-RECENT_HISTORY: Final = (
+RECENT_HISTORY: Final = _newest_first(
     select(
         messages.c.id, messages.c.seq, messages.c.role, messages.c.content, messages.c.tool_calls
     )
-    .where(messages.c.session_id == bindparam("session_id"))
-    .order_by(messages.c.seq.desc())
-    .limit(bindparam("limit"))
 )
 
 

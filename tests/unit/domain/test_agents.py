@@ -240,26 +240,29 @@ async def test_an_abandoned_stream_marks_the_session_errored(
     assert (await service.get_session(agent_id, session_id)).state == "errored"
 
 
-@pytest.mark.parametrize("window", [-1, 0, 1, 2, 7, 40, 499, 500, 501, 5000])
-def test_the_bounded_history_read_trims_exactly_like_the_full_one(window: int) -> None:
-    rng = random.Random(window)
-    messages = [
+WINDOWS = [-1, 0, 1, 2, 7, 40, 499, 500, 501, 5000]
+
+
+def random_history(seed: int) -> list[ChatMessage]:
+    rng = random.Random(seed)
+    return [
         ChatMessage(role="user", content="x" * rng.choice([0, 1, 3, 4, 9, 40, 400]))
         for _ in range(600)
     ]
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+def test_the_bounded_history_read_trims_exactly_like_the_full_one(window: int) -> None:
+    messages = random_history(window)
     limit = _history_limit(window)
 
     assert 1 <= limit <= 500
     assert trim_to_window(messages[-limit:], window) == trim_to_window(messages[-500:], window)
 
 
-@pytest.mark.parametrize("window", [-1, 0, 1, 2, 7, 40, 499, 500, 501, 5000])
+@pytest.mark.parametrize("window", WINDOWS)
 def test_the_window_taker_keeps_exactly_what_trimming_keeps(window: int) -> None:
-    rng = random.Random(window)
-    messages = [
-        ChatMessage(role="user", content="x" * rng.choice([0, 1, 3, 4, 9, 40, 400]))
-        for _ in range(600)
-    ]
+    messages = random_history(window)
     take = window_taker(window)
     if take is None:  # unbounded: the read is limited by count only
         assert window <= 0

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import aiohttp
 import httpx
 import msgspec
-from httpx_aiohttp import AiohttpTransport
 
 from gateway.errors import (
     UpstreamAuthError,
@@ -31,6 +30,7 @@ from gateway.errors import (
     UpstreamStreamError,
     UpstreamTimeoutError,
 )
+from gateway.providers.aiohttp_transport import READ_WHOLE, WholeAnswerTransport
 from gateway.redaction import redact
 
 _MAX_ERROR_TEXT = 500
@@ -58,8 +58,7 @@ def build_client(
     httpx-aiohttp transport); an explicit ``transport`` (tests) wins over both.
     """
     if transport is None and stack == "aiohttp":
-        transport = AiohttpTransport(
-            trust_env=False,
+        transport = WholeAnswerTransport(
             limits=httpx.Limits(
                 max_connections=limits.max_connections,
                 max_keepalive_connections=limits.max_keepalive,
@@ -123,6 +122,8 @@ class UpstreamClient:
     async def send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """The answer's head (``stream=True``) or the whole answer; httpx errors are raised as-is
         for ``upstream_errors`` to map."""
+        if not stream:
+            request.extensions[READ_WHOLE] = True
         response = await self._transport.handle_async_request(request)
         response.request = request
         if not stream:

@@ -1,0 +1,177 @@
+"""The gateway's aiohttp transport against a real loopback server that answers with raw bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from gateway.providers.aiohttp_transport import READ_WHOLE, WholeAnswerTransport
+from gateway.providers.http import ClientLimits, UpstreamClient, build_client
+
+Answer = Callable[[asyncio.StreamWriter], Awaitable[None]]
+BODY = b'{"id":"x","choices":[]}'
+
+
+def head(length: int | None, *extra: bytes) -> bytes:
+    lines = [b"HTTP/1.1 200 OK", b"Content-Type: application/json", *extra]
+    if length is not None:
+        lines.append(b"Content-Length: %d" % length)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class RawServer:
+    """Answers each request on a connection with the next ``Answer``; counts connections."""
+
+    def __init__(self) -> None:
+        self.answers: list[Answer] = []
+        self.connections = 0
+        self.port = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while self.answers:
+                request_head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in request_head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                await self.answers.pop(0)(writer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RawServer]:
+    raw = RawServer()
+    listener = await asyncio.start_server(raw._serve, "127.0.0.1", 0)
+    raw.port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        yield raw
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[WholeAnswerTransport]:
+    t = WholeAnswerTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+    yield t
+    await t.aclose()
+
+
+def post(port: int, *, whole: bool, read_timeout: float = 5.0) -> httpx.Request:
+    request = httpx.Request(
+        "POST",
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        content=b'{"model":"m"}',
+        extensions={"timeout": {"connect": 5.0, "read": read_timeout, "pool": 5.0}},
+    )
+    if whole:
+        request.extensions[READ_WHOLE] = True
+    return request
+
+
+def answer(data: bytes) -> Answer:
+    async def write(writer: asyncio.StreamWriter) -> None:
+        writer.write(data)
+
+    return write
+
+
+async def test_a_whole_answer_arrives_already_read(
+    server: RawServer, transport: WholeAnswerTransport
+) -> None:
+    server.answers = [answer(head(len(BODY)) + BODY), answer(head(len(BODY)) + BODY)]
+    first = await transport.handle_async_request(post(server.port, whole=True))
+    second = await transport.handle_async_request(post(server.port, whole=True))
+    # .content raises ResponseNotRead on a response that is still a stream
+    assert (first.status_code, first.content, second.content) == (200, BODY, BODY)
+    assert server.connections == 1  # the connection went back to the pool after the read
+
+
+async def test_an_unmarked_request_is_answered_as_a_stream(
+    server: RawServer, transport: WholeAnswerTransport
+) -> None:
+    server.answers = [answer(head(len(BODY)) + BODY)]
+    response = await transport.handle_async_request(post(server.port, whole=False))
+    with pytest.raises(httpx.ResponseNotRead):
+        _ = response.content
+    assert await response.aread() == BODY
+    await response.aclose()
+
+
+async def test_a_gzip_answer_is_decoded_by_httpx(
+    server: RawServer, transport: WholeAnswerTransport
+) -> None:
+    packed = gzip.compress(BODY)
+    server.answers = [answer(head(len(packed), b"Content-Encoding: gzip") + packed)]
+    response = await transport.handle_async_request(post(server.port, whole=True))
+    assert response.content == BODY
+
+
+async def test_a_chunked_answer_is_read_whole(
+    server: RawServer, transport: WholeAnswerTransport
+) -> None:
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (BODY[:5], BODY[5:])) + b"0\r\n\r\n"
+    server.answers = [answer(head(None, b"Transfer-Encoding: chunked") + chunked)]
+    response = await transport.handle_async_request(post(server.port, whole=True))
+    assert response.content == BODY
+
+
+async def test_a_body_cut_halfway_is_a_read_error_and_its_connection_is_dropped(
+    server: RawServer, transport: WholeAnswerTransport
+) -> None:
+    async def cut(writer: asyncio.StreamWriter) -> None:
+        writer.write(head(len(BODY)) + BODY[:5])
+        await writer.drain()
+        writer.transport.abort()
+
+    server.answers = [cut, answer(head(len(BODY)) + BODY)]
+    with pytest.raises(httpx.TransportError):
+        await transport.handle_async_request(post(server.port, whole=True))
+    after = await transport.handle_async_request(post(server.port, whole=True))
+    assert after.content == BODY
+    assert server.connections == 2
+
+
+async def test_a_body_that_stalls_is_a_read_timeout(
+    server: RawServer, transport: WholeAnswerTransport
+) -> None:
+    async def stall(writer: asyncio.StreamWriter) -> None:
+        writer.write(head(len(BODY)) + BODY[:5])
+        await writer.drain()
+        await asyncio.sleep(2)
+
+    server.answers = [stall]
+    with pytest.raises(httpx.ReadTimeout):
+        await transport.handle_async_request(post(server.port, whole=True, read_timeout=0.2))
+
+
+async def test_upstream_client_marks_only_calls_it_does_not_stream(server: RawServer) -> None:
+    client = build_client(ClientLimits(), stack="aiohttp")
+    assert isinstance(client._transport, WholeAnswerTransport)
+    upstream = UpstreamClient(client)
+    url = httpx.URL(f"http://127.0.0.1:{server.port}/v1/chat/completions")
+    headers = UpstreamClient.headers(url, {"content-type": "application/json"})
+    server.answers = [answer(head(len(BODY)) + BODY), answer(head(len(BODY)) + BODY)]
+    try:
+        whole = upstream.request(url, b"{}", headers)
+        assert (await upstream.send(whole)).content == BODY
+        assert whole.extensions.get(READ_WHOLE) is True
+        streamed = upstream.request(url, b"{}", headers)
+        response = await upstream.send(streamed, stream=True)
+        assert READ_WHOLE not in streamed.extensions
+        assert await response.aread() == BODY
+        await response.aclose()
+    finally:
+        await client.aclose()

@@ -7,6 +7,10 @@ one hop each per read, even for a JSON answer the gateway always wants whole. A 
 body already read by aiohttp in one call; everything else (streams, errors, the mapping of
 aiohttp's exceptions to httpx's) is httpx-aiohttp's own. Other transports (tests' mocks) ignore
 the mark and are read the usual way.
+
+Its session keeps no cookies: aiohttp's default jar would store a provider's ``Set-Cookie`` from
+one client's call and send it on every other client's calls (httpx's own stack never does, as
+``UpstreamClient`` bypasses the client's jar).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 from typing import Final
 
 import httpx
-from aiohttp import ClientSession, ClientTimeout
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
@@ -29,6 +33,15 @@ class WholeAnswerTransport(AiohttpTransport):
     def __init__(self, *, limits: httpx.Limits) -> None:
         super().__init__(trust_env=False, limits=limits)
         self._timeouts: dict[tuple[object, ...], ClientTimeout] = {}
+
+    def get_client(self) -> ClientSession:
+        limit = self.limits.max_connections
+        connector = TCPConnector(
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+            limit=limit if limit is not None else 100,  # aiohttp's default
+        )
+        return ClientSession(connector=connector, cookie_jar=DummyCookieJar())
 
     def _timeout(self, request: httpx.Request) -> ClientTimeout:
         spec = request.extensions.get("timeout", {})

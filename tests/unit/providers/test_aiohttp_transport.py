@@ -28,6 +28,7 @@ class RawServer:
 
     def __init__(self) -> None:
         self.answers: list[Answer] = []
+        self.heads: list[bytes] = []
         self.connections = 0
         self.port = 0
 
@@ -36,6 +37,7 @@ class RawServer:
         try:
             while self.answers:
                 request_head = await reader.readuntil(b"\r\n\r\n")
+                self.heads.append(request_head.lower())
                 length = next(
                     (
                         int(line.split(b":")[1])
@@ -69,10 +71,12 @@ async def transport() -> AsyncIterator[WholeAnswerTransport]:
     await t.aclose()
 
 
-def post(port: int, *, whole: bool, read_timeout: float = 5.0) -> httpx.Request:
+def post(
+    port: int, *, whole: bool, read_timeout: float = 5.0, host: str = "127.0.0.1"
+) -> httpx.Request:
     request = httpx.Request(
         "POST",
-        f"http://127.0.0.1:{port}/v1/chat/completions",
+        f"http://{host}:{port}/v1/chat/completions",
         content=b'{"model":"m"}',
         extensions={"timeout": {"connect": 5.0, "read": read_timeout, "pool": 5.0}},
     )
@@ -155,6 +159,19 @@ async def test_a_body_that_stalls_is_a_read_timeout(
     server.answers = [stall]
     with pytest.raises(httpx.ReadTimeout):
         await transport.handle_async_request(post(server.port, whole=True, read_timeout=0.2))
+
+
+async def test_cookies_a_provider_sets_are_never_sent_back(
+    server: RawServer, transport: WholeAnswerTransport
+) -> None:
+    server.answers = [
+        answer(head(len(BODY), b"Set-Cookie: session=abc; Path=/") + BODY),
+        answer(head(len(BODY)) + BODY),
+    ]
+    for _ in range(2):  # by name: aiohttp's jar never keeps cookies of a bare IP address
+        await transport.handle_async_request(post(server.port, whole=True, host="localhost"))
+    assert len(server.heads) == 2
+    assert not any(b"cookie:" in h for h in server.heads)
 
 
 async def test_upstream_client_marks_only_calls_it_does_not_stream(server: RawServer) -> None:

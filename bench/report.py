@@ -80,6 +80,8 @@ def summarize_matrix(runs: list[dict[str, Any]], phase: str) -> list[dict[str, A
                 "mean_ms": med(r["mean_ms"] for r in group),
                 "errors_max": max(r["errors"] for r in group),
                 "cpu_us_per_req": med(r["cpu_us_per_req"] for r in group),
+                # share of its one core the server under test kept busy (CPU seconds / wall seconds)
+                "cpu_util": med(r.get("cpu_util") for r in group),
                 "cpu_other_threads_us_per_req": med(
                     r.get("cpu_other_threads_us_per_req") for r in group
                 ),
@@ -398,7 +400,16 @@ def markdown(results: dict[str, Any]) -> str:
         _table(
             out,
             f"SSE relay: {a['sse_check_concurrency']} streams, 10 chunks 10 ms apart",
-            ["target", "mean completion", "p50", "p99", "mean vs direct", "errors"],
+            [
+                "target",
+                "mean completion",
+                "p50",
+                "p99",
+                "mean vs direct",
+                "CPU per stream",
+                "core busy",
+                "errors",
+            ],
             (
                 [
                     r["target"],
@@ -406,6 +417,8 @@ def markdown(results: dict[str, Any]) -> str:
                     _f(r["p50_ms"]) + " ms",
                     _f(r["p99_ms"]) + " ms",
                     _f(r["mean_vs_direct"], 3, "x"),
+                    _f(r["cpu_us_per_req"], 0, " us"),
+                    "-" if r["cpu_util"] is None else f"{r['cpu_util']:.0%}",
                     str(r["errors_max"]),
                 ]
                 for r in s["sse_check"]

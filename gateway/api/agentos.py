@@ -24,6 +24,7 @@ from gateway.api.bodies import (
 from gateway.api.context import gateway_of, note_routing, request_id_of
 from gateway.api.disconnect import connected_guard
 from gateway.api.limits import check_request_limits
+from gateway.api.raw_request import header, read_body
 from gateway.api.responses import encode, json_response, rfc3339
 from gateway.domain.agents import RouteChoice, StreamingReply
 from gateway.errors import GatewayError, InvalidRequestError
@@ -174,10 +175,11 @@ class AgentController(Controller):
     ) -> ASGIApp:
         agent_id = check_uuid(agent_id, "agentId")
         session_id = check_uuid(session_id, "sessionId")
-        body = decode(await request.body(), MessageBody)
+        server = gateway_of(request).settings.server
+        body = decode(await read_body(request, server.max_body_bytes), MessageBody)
         incoming = chat_messages(body)
         check_request_limits(
-            gateway_of(request).settings.server,
+            server,
             messages=len(incoming),
             max_tokens=None,
             tokens_field="maxTokens",
@@ -216,9 +218,9 @@ class AgentController(Controller):
 
 def _route_choice(request: AnyRequest, body: MessageBody) -> RouteChoice | None:
     """Per request (``X-Gateway-Route``) beats per message (``metadata.taskType``) beats the agent."""
-    header = request.headers.get("x-gateway-route")
-    if header:
-        return RouteChoice(header.strip(), "header X-Gateway-Route")
+    chosen = header(request, b"x-gateway-route")
+    if chosen:
+        return RouteChoice(chosen.strip(), "header X-Gateway-Route")
     task_type = body.metadata.get("taskType")
     if task_type is None:
         return None

@@ -24,6 +24,7 @@ from gateway.api.disconnect import while_connected
 from gateway.api.limits import check_request_limits
 from gateway.api.openai_answers import ChunkBuilder, completion_json, error_frame
 from gateway.api.openai_wire import header_fallbacks, parse_chat_body
+from gateway.api.raw_request import header, read_body
 from gateway.api.responses import json_response
 from gateway.domain.models import Plan
 from gateway.errors import GatewayError, InvalidRequestError, ModelNotFoundError
@@ -62,8 +63,8 @@ class OpenAIController(Controller):
     @post("/chat/completions", status_code=200)
     async def chat_completions(self, request: AnyRequest) -> ASGIApp:
         gateway = gateway_of(request)
-        call = parse_chat_body(await request.body())
-        fallbacks = call.fallbacks + header_fallbacks(request.headers.get("x-gateway-fallbacks"))
+        call = parse_chat_body(await read_body(request, gateway.settings.server.max_body_bytes))
+        fallbacks = call.fallbacks + header_fallbacks(header(request, b"x-gateway-fallbacks"))
         params = call.params
         check_request_limits(
             gateway.settings.server,

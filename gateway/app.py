@@ -14,7 +14,7 @@ from gateway import __version__
 from gateway.api.agentos import AgentController
 from gateway.api.errors import EXCEPTION_HANDLERS
 from gateway.api.middleware import middleware_for
-from gateway.api.openai import OpenAIController
+from gateway.api.openai import OpenAIController, document_chat_completions
 from gateway.api.ops import AdminController, OpsController
 from gateway.config.settings import Settings
 from gateway.providers.registry import TransportFactory
@@ -48,7 +48,7 @@ def create_app(
             app.state.gateway = gateway
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[AgentController, OpenAIController, OpsController, AdminController],
         middleware=middleware_for(settings),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -57,3 +57,5 @@ def create_app(
         logging_config=None,
         openapi_config=OpenAPIConfig(title="LLM gateway", version=__version__),
     )
+    document_chat_completions(app)
+    return app

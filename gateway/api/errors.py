@@ -86,7 +86,11 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     message = exc.detail if status < 500 else "internal error"
     if status == 404 and message == "Not Found":
         message = f"no route for {request.method} {request.url.path}"
-    return render_error(request, status, code, str(message))
+    response = render_error(request, status, code, str(message))
+    allow = next((v for k, v in (exc.headers or {}).items() if k.lower() == "allow"), None)
+    if status == 405 and allow:  # a 405 must say what is allowed (RFC 9110)
+        response.headers["allow"] = allow
+    return response
 
 
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -13,9 +13,20 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import structlog
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Litestar, Request, Response, asgi, get
+from litestar.enums import ScopeType
+from litestar.exceptions import MethodNotAllowedException
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    PathItem,
+    RequestBody,
+    Schema,
+)
 from litestar.params import FromPath
-from litestar.types import ASGIApp
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.answers import EventStreamAnswer, JsonAnswer
 from gateway.api.auth import scope_of
@@ -57,49 +68,59 @@ def needs_translation(gateway: Gateway, plan: Plan) -> bool:
     return False
 
 
+async def chat_answer(request: AnyRequest) -> ASGIApp:
+    """The answer to one ``POST /v1/chat/completions``: JSON, or an SSE relay once routed."""
+    gateway = gateway_of(request)
+    call = parse_chat_body(await read_body(request, gateway.settings.server.max_body_bytes))
+    fallbacks = call.fallbacks + header_fallbacks(header(request, b"x-gateway-fallbacks"))
+    params = call.params
+    check_request_limits(
+        gateway.settings.server,
+        messages=len(call.messages),
+        max_tokens=params.get("max_completion_tokens", params.get("max_tokens")),
+        tokens_field="max_completion_tokens" if "max_completion_tokens" in params else "max_tokens",
+    )
+    plan = plan_for(gateway, call.model, fallbacks)
+    check_scope = scope_of(request)
+    if check_scope is not None:
+        check_scope(plan)
+    chat = call.to_request(translate=needs_translation(gateway, plan))
+    router = gateway.router
+    if call.stream:
+        routed = await while_connected(
+            request.scope, request.receive, router.open_stream(plan, chat)
+        )
+        note_routing(request, routed.record)
+        served = routed.record.served
+        builder = ChunkBuilder(
+            str(served.ref) if served else call.model, include_usage=call.include_usage
+        )
+        return EventStreamAnswer(
+            _chunks(routed, builder), routed.record.headers(request_id_of(request))
+        )
+    result, record = await while_connected(
+        request.scope, request.receive, router.complete(plan, chat)
+    )
+    note_routing(request, record)
+    served_model = str(record.served.ref) if record.served else call.model
+    return JsonAnswer(
+        completion_json(result, served_model), 200, record.headers(request_id_of(request))
+    )
+
+
 class OpenAIController(Controller):
     path = "/v1"
 
-    @post("/chat/completions", status_code=200)
-    async def chat_completions(self, request: AnyRequest) -> ASGIApp:
-        gateway = gateway_of(request)
-        call = parse_chat_body(await read_body(request, gateway.settings.server.max_body_bytes))
-        fallbacks = call.fallbacks + header_fallbacks(header(request, b"x-gateway-fallbacks"))
-        params = call.params
-        check_request_limits(
-            gateway.settings.server,
-            messages=len(call.messages),
-            max_tokens=params.get("max_completion_tokens", params.get("max_tokens")),
-            tokens_field="max_completion_tokens"
-            if "max_completion_tokens" in params
-            else "max_tokens",
-        )
-        plan = plan_for(gateway, call.model, fallbacks)
-        check_scope = scope_of(request)
-        if check_scope is not None:
-            check_scope(plan)
-        chat = call.to_request(translate=needs_translation(gateway, plan))
-        router = gateway.router
-        if call.stream:
-            routed = await while_connected(
-                request.scope, request.receive, router.open_stream(plan, chat)
-            )
-            note_routing(request, routed.record)
-            served = routed.record.served
-            builder = ChunkBuilder(
-                str(served.ref) if served else call.model, include_usage=call.include_usage
-            )
-            return EventStreamAnswer(
-                _chunks(routed, builder), routed.record.headers(request_id_of(request))
-            )
-        result, record = await while_connected(
-            request.scope, request.receive, router.complete(plan, chat)
-        )
-        note_routing(request, record)
-        served_model = str(record.served.ref) if record.served else call.model
-        return JsonAnswer(
-            completion_json(result, served_model), 200, record.headers(request_id_of(request))
-        )
+    @asgi("/chat/completions", copy_scope=False)
+    async def chat_completions(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An ``@asgi`` route: Litestar's HTTP-route machinery (kwargs and signature models, the
+        response conversion) was about 5 % of a call's instructions here. The app's middleware and
+        exception handlers apply as to every route; ``document_chat_completions`` puts the route
+        back into the OpenAPI document, which leaves ``@asgi`` routes out."""
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "POST":
+            raise MethodNotAllowedException(headers={"Allow": "POST"})
+        answer = await chat_answer(Request(scope, receive, send))
+        await answer(scope, receive, send)
 
     @get("/models")
     async def list_models(self, request: AnyRequest) -> Response[bytes]:
@@ -190,3 +211,40 @@ def model_entries(gateway: Gateway) -> list[dict[str, Any]]:
         state = (usable, "available" if usable else "unavailable")
         add(route_name, "route", "gateway", state, provider=None, candidates=[str(r) for r in refs])
     return list(entries.values())
+
+
+def document_chat_completions(app: Litestar) -> None:
+    """Put ``POST /v1/chat/completions`` into the app's OpenAPI document: Litestar documents only
+    its HTTP routes, and this one is an ``@asgi`` route (see ``OpenAIController``). The document is
+    built here, once every route is registered, and kept by Litestar from then on."""
+    json_object = OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT))
+    required = ["model", "messages"]
+    body_schema = Schema(
+        type=OpenAPIType.OBJECT,
+        required=required,
+        properties={
+            "model": Schema(type=OpenAPIType.STRING),
+            "messages": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.OBJECT)),
+            "stream": Schema(type=OpenAPIType.BOOLEAN),
+            "fallbacks": Schema(type=OpenAPIType.ARRAY, items=Schema(type=OpenAPIType.STRING)),
+        },
+    )
+    operation = Operation(
+        operation_id="V1ChatCompletionsChatCompletions",
+        summary="ChatCompletions",
+        description="OpenAI's chat completions; SSE when `stream` is true.",
+        request_body=RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=body_schema)}, required=True
+        ),
+        responses={
+            "200": OpenAPIResponse(
+                description="The completion (JSON), or its chunks (text/event-stream)",
+                content={
+                    "application/json": json_object,
+                    "text/event-stream": OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING)),
+                },
+            )
+        },
+    )
+    document = app.openapi_schema
+    document.paths = {**(document.paths or {}), "/v1/chat/completions": PathItem(post=operation)}

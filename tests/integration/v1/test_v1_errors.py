@@ -262,3 +262,17 @@ def test_rate_limited_primary_falls_back_and_cools(
     # openai is cooling for its Retry-After: the client is told how long to wait.
     assert int(caught.value.response.headers["retry-after"]) >= 25
     assert sims["openai"].request_count == 1
+
+
+def test_chat_route_is_in_the_served_openapi_document_and_posts_only(raw: httpx.Client) -> None:
+    document = raw.get("/schema/openapi.json").json()
+    operation = document["paths"]["/v1/chat/completions"]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"]["required"] == [
+        "model",
+        "messages",
+    ]
+    assert set(document["paths"]["/v1/chat/completions"]) == {"post"}
+    for method in ("PUT", "DELETE", "PATCH"):
+        response = raw.request(method, "/v1/chat/completions", json={})
+        _assert_openai_error(response, 405, "method_not_allowed", None)
+        assert response.headers["allow"] == "POST"

@@ -204,15 +204,23 @@ def event_from_chunk(provider: str, data: bytes) -> StreamEvent | None:
             f"{provider}: answer is not valid JSON", provider=provider
         ) from exc
     try:
-        usage = _usage(chunk.usage)
+        # ``usage`` and ``tool_calls`` are absent from nearly every chunk: test for None before the
+        # Mapping/list checks (an ABC isinstance on every chunk costs more than the decoding)
+        usage = None if chunk.usage is None else _usage(chunk.usage)
         if not chunk.choices:
             return StreamEvent(usage=usage) if usage else None
         choice = chunk.choices[0]
         delta = choice.delta
         finish = choice.finish_reason
+        tool_calls: tuple[ToolCallDelta, ...] = ()
+        text = ""
+        if delta is not None:
+            text = delta.content or ""
+            if delta.tool_calls is not None:
+                tool_calls = _tool_call_deltas(delta.tool_calls)
         return StreamEvent(
-            delta=(delta.content or "") if delta else "",
-            tool_calls=_tool_call_deltas(delta.tool_calls) if delta else (),
+            delta=text,
+            tool_calls=tool_calls,
             finish_reason=_FINISH.get(finish, "stop") if finish else None,
             usage=usage,
         )
@@ -257,9 +265,10 @@ class OpenAICompatProvider:
         try:
             await raise_for_upstream_status(self._name, response, self._api_key)
             async for sse in iter_sse(self._name, response):
-                if sse.data.strip() == b"[DONE]":
+                data = sse.data
+                if data[:1] != b"{" and data.strip() == b"[DONE]":  # a chunk is a JSON object
                     return
-                event = event_from_chunk(self._name, sse.data)
+                event = event_from_chunk(self._name, data)
                 if event is not None:
                     yield event
         finally:

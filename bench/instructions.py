@@ -8,7 +8,9 @@ save. This counts instead: the gateway app (production settings, as ``bench.run`
 driven in-process over ASGI (no uvicorn, no socket on the client side) against the fast fake
 upstream over real loopback HTTP, under callgrind, twice: ``N`` and ``3N`` requests after the
 same warm-up. The difference over ``2N`` is the count per request (start-up and imports cancel
-out); it repeats to within about 0.1 %. Run it in two checkouts to compare commits. Needs
+out). Four runs of the same code gave 1,459,954, 1,460,578, 1,461,285 and 1,480,223: about 1 % at
+worst (the order in which 16 concurrent calls interleave differs run to run), so run it two or three
+times and trust differences above that. Run it in two checkouts to compare commits. Needs
 ``valgrind`` (Debian package); about 2 minutes.
 """
 

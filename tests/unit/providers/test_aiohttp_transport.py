@@ -92,6 +92,17 @@ def answer(data: bytes) -> Answer:
     return write
 
 
+def half_answer(then: Callable[[asyncio.StreamWriter], Awaitable[None]]) -> Answer:
+    """The head and the first bytes of the body, then ``then`` (cut, stall...)."""
+
+    async def write(writer: asyncio.StreamWriter) -> None:
+        writer.write(head(len(BODY)) + BODY[:5])
+        await writer.drain()
+        await then(writer)
+
+    return write
+
+
 async def test_a_whole_answer_arrives_already_read(
     server: RawServer, transport: WholeAnswerTransport
 ) -> None:
@@ -136,11 +147,9 @@ async def test_a_body_cut_halfway_is_a_read_error_and_its_connection_is_dropped(
     server: RawServer, transport: WholeAnswerTransport
 ) -> None:
     async def cut(writer: asyncio.StreamWriter) -> None:
-        writer.write(head(len(BODY)) + BODY[:5])
-        await writer.drain()
         writer.transport.abort()
 
-    server.answers = [cut, answer(head(len(BODY)) + BODY)]
+    server.answers = [half_answer(cut), answer(head(len(BODY)) + BODY)]
     with pytest.raises(httpx.TransportError):
         await transport.handle_async_request(post(server.port, whole=True))
     after = await transport.handle_async_request(post(server.port, whole=True))
@@ -152,11 +161,9 @@ async def test_a_body_that_stalls_is_a_read_timeout(
     server: RawServer, transport: WholeAnswerTransport
 ) -> None:
     async def stall(writer: asyncio.StreamWriter) -> None:
-        writer.write(head(len(BODY)) + BODY[:5])
-        await writer.drain()
         await asyncio.sleep(2)
 
-    server.answers = [stall]
+    server.answers = [half_answer(stall)]
     with pytest.raises(httpx.ReadTimeout):
         await transport.handle_async_request(post(server.port, whole=True, read_timeout=0.2))
 

@@ -199,3 +199,35 @@ async def test_upstream_client_marks_only_calls_it_does_not_stream(server: RawSe
         await response.aclose()
     finally:
         await client.aclose()
+
+
+async def test_a_whole_answer_reads_like_one_httpx_read(
+    server: RawServer, transport: WholeAnswerTransport
+) -> None:
+    server.answers = [answer(head(len(BODY)) + BODY)]
+    response = await transport.handle_async_request(post(server.port, whole=True))
+    assert response.is_closed and response.is_stream_consumed
+    assert (response.text, response.json()) == (BODY.decode(), {"id": "x", "choices": []})
+    assert await response.aread() == BODY
+    assert response.num_bytes_downloaded == len(BODY)
+    await response.aclose()
+
+
+async def test_each_request_goes_to_its_own_url_and_headers(
+    server: RawServer, transport: WholeAnswerTransport
+) -> None:
+    base = f"http://127.0.0.1:{server.port}"
+    first, second = httpx.URL(base + "/v1/first"), httpx.URL(base + "/v1/second?x=%C3%A9")
+    server.answers = [answer(head(len(BODY)) + BODY) for _ in range(3)]
+    for url, tag in ((first, "a"), (second, "b"), (first, "c")):
+        request = httpx.Request("POST", url, content=b"{}", headers={"X-Tag": tag})
+        request.extensions[READ_WHOLE] = True
+        assert (await transport.handle_async_request(request)).content == BODY
+    lines = [h.split(b"\r\n")[0] for h in server.heads]
+    assert lines == [
+        b"post /v1/first http/1.1",
+        b"post /v1/second?x=%c3%a9 http/1.1",
+        b"post /v1/first http/1.1",
+    ]
+    tags = [line for h in server.heads for line in h.split(b"\r\n") if line.startswith(b"x-tag")]
+    assert tags == [b"x-tag: a", b"x-tag: b", b"x-tag: c"]

@@ -1,20 +1,24 @@
 """Provider-neutral chat types: the only shapes that cross api/, routing/ and providers/.
 
 Wire formats (OpenAI, Gemini, Anthropic) are translated to and from these inside each adapter.
+
+They are frozen ``msgspec.Struct`` types, not frozen dataclasses: a frozen dataclass sets each field
+through ``object.__setattr__`` (1.6 us for a ``StreamEvent``, made for every streamed chunk, against
+0.1 us). Use ``msgspec.structs.replace`` for a changed copy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from msgspec import Struct, field
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 
 
-@dataclass(frozen=True, slots=True)
-class ToolCall:
+class ToolCall(Struct, frozen=True):
     """A function call requested by the model; ``arguments`` is the JSON text the model produced."""
 
     id: str
@@ -22,8 +26,7 @@ class ToolCall:
     arguments: str
 
 
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
+class ToolSpec(Struct, frozen=True):
     """A function the model may call; ``parameters`` is a JSON schema."""
 
     name: str
@@ -31,8 +34,7 @@ class ToolSpec:
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
+class ChatMessage(Struct, frozen=True):
     role: Role
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
@@ -40,8 +42,7 @@ class ChatMessage:
     name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(Struct, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -50,8 +51,7 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
-@dataclass(frozen=True, slots=True)
-class ChatRequest:
+class ChatRequest(Struct, frozen=True):
     """One model call, already resolved to a concrete upstream model id.
 
     ``passthrough`` carries OpenAI parameters the gateway does not interpret; OpenAI-wire adapters
@@ -72,8 +72,7 @@ class ChatRequest:
     openai_params: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class ChatResult:
+class ChatResult(Struct, frozen=True):
     content: str
     model: str
     finish_reason: FinishReason = "stop"
@@ -81,8 +80,7 @@ class ChatResult:
     usage: Usage = field(default_factory=Usage)
 
 
-@dataclass(frozen=True, slots=True)
-class ToolCallDelta:
+class ToolCallDelta(Struct, frozen=True):
     """A piece of a streamed tool call; pieces with the same ``index`` concatenate."""
 
     index: int
@@ -91,8 +89,7 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
+class StreamEvent(Struct, frozen=True):
     """One step of a streamed answer: text, tool-call pieces, and at the end a finish reason and usage."""
 
     delta: str = ""

@@ -291,8 +291,7 @@ def decode_json(provider: str, body: bytes) -> object:
         ) from exc
 
 
-@dataclass(frozen=True, slots=True)
-class SseEvent:
+class SseEvent(msgspec.Struct, frozen=True):  # a frozen dataclass costs 6x to build, per event
     event: str | None
     data: bytes  # the data lines joined by LF, as sent (msgspec decodes bytes directly)
 

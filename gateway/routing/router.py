@@ -10,12 +10,12 @@ cancelled. When health skipped every candidate, one ``panic`` attempt goes to th
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
+import msgspec.structs
 import structlog
 
 from gateway.config.settings import ProviderRuntime
@@ -250,7 +250,7 @@ class Router:
             try:
                 async with asyncio.timeout(self._attempt_timeout_s):
                     return await adapter.complete(
-                        dataclasses.replace(request, model=candidate.ref.model)
+                        msgspec.structs.replace(request, model=candidate.ref.model)
                     )
             except TimeoutError:
                 provider = candidate.ref.provider
@@ -277,7 +277,7 @@ class Router:
         async def attempt(candidate: Candidate) -> Head:
             adapter = self._registry.get(candidate.ref.provider)
             assert adapter is not None
-            events = adapter.stream(dataclasses.replace(request, model=candidate.ref.model))
+            events = adapter.stream(msgspec.structs.replace(request, model=candidate.ref.model))
             first_token_s = self._providers[candidate.ref.provider].timeouts.first_token
             try:
                 return await self._read_head(candidate, events, first_token_s), events

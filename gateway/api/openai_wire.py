@@ -9,7 +9,6 @@ moved into the typed ``ChatRequest`` fields the Gemini and Anthropic adapters un
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -51,8 +50,7 @@ def _type_name(value: object) -> str:
 # -- request -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ChatCall:
+class ChatCall(msgspec.Struct, frozen=True):
     """A validated chat-completions body: what the gateway needs, and the rest to pass through."""
 
     model: str
@@ -60,7 +58,7 @@ class ChatCall:
     stream: bool = False
     include_usage: bool = False
     fallbacks: tuple[str, ...] = ()
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def to_request(self, *, translate: bool) -> ChatRequest:
         """The provider-neutral request; ``translate`` when some candidate is not OpenAI-wire."""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from gateway.config.schema import RouteSection
 from gateway.config.settings import ProviderRuntime
 from gateway.errors import InvalidRequestError, UnknownProviderError
 
 
-@dataclass(frozen=True, slots=True)
-class ModelRef:
+class ModelRef(msgspec.Struct, frozen=True):
     provider: str
     model: str
 
@@ -29,16 +29,14 @@ def parse_model_name(name: str, *, field: str = "model") -> ModelRef:
     return ModelRef(provider.lower(), model)
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(msgspec.Struct, frozen=True):
     """One model the router may try: the name as asked for, and what it resolves to."""
 
     requested: str
     ref: ModelRef
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(msgspec.Struct, frozen=True):
     """The ordered candidates for one request, and the route they came from, if any."""
 
     requested: str

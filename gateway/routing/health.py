@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import structlog
 
 from gateway.config.schema import HealthSection
@@ -29,8 +29,7 @@ log = structlog.get_logger("gateway.health")
 DEFAULT_COOLDOWN_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(msgspec.Struct, frozen=True):
     """Permission for one upstream call; ``probe`` when it is the half-open trial call."""
 
     provider: str

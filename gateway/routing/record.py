@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from gateway.domain.models import Candidate, Plan
 from gateway.domain.types import Usage
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(msgspec.Struct, frozen=True):
     provider: str
     model: str
     outcome: str  # "success", "skipped", "cancelled" or an upstream outcome such as "server_error"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+import msgspec
 
 from gateway.domain.models import Candidate, Plan
 from gateway.routing.health import HealthBook
 
 
-@dataclass(frozen=True, slots=True)
-class Ordering:
+class Ordering(msgspec.Struct, frozen=True):
     candidates: tuple[Candidate, ...]
     reason: str | None = None  # "weighted" or "slow" when the order differs from the plan's
 

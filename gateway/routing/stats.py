@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+
+import msgspec
 
 # The weight of the newest sample in the latency EWMA.
 EWMA_ALPHA = 0.2
@@ -23,8 +24,7 @@ PERCENTILE_REFRESH_S = 1.0
 PERCENTILE_REFRESH_CALLS = 32
 
 
-@dataclass(frozen=True, slots=True)
-class CallSample:
+class CallSample(msgspec.Struct, frozen=True):
     at: float
     ok: bool
     latency_s: float | None
@@ -32,8 +32,7 @@ class CallSample:
     slow: bool
 
 
-@dataclass(frozen=True, slots=True)
-class StatsSnapshot:
+class StatsSnapshot(msgspec.Struct, frozen=True):
     calls: int
     errors: int
     error_rate: float | None

@@ -2,7 +2,9 @@
 
 ``POST /v1/chat/completions`` is forwarded unchanged to ``<upstream>/chat/completions`` with one shared
 ``httpx.AsyncClient`` over ``httpx_aiohttp.AiohttpTransport`` (``--client httpx`` for httpx's own pool),
-a pre-parsed URL and ``send()`` of a built request; a JSON answer is read whole and sent with its
+a pre-parsed URL and ``send()`` of a built request; ``--client gateway`` uses the gateway's own
+client path instead (``UpstreamClient`` over ``WholeAnswerTransport``: what the pass-through would
+cost with every client-side saving the gateway has); a JSON answer is read whole and sent with its
 length, an SSE answer is relayed chunk by chunk. No routing, logging, metrics or storage: what any
 Python proxy on this stack must pay. Served by uvicorn with one worker, like ``gateway serve``.
 
@@ -12,12 +14,16 @@ Run: ``python -m bench.baseline --port 9100 --upstream http://127.0.0.1:9000/v1`
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 import httpx
 import uvicorn
 
+from gateway.providers.http import ClientLimits, UpstreamClient, build_client
+
 _JSON = [(b"content-type", b"application/json")]
+_STREAM = re.compile(rb'"stream"\s*:\s*true')
 
 
 def make_client(client_kind: str) -> httpx.AsyncClient:
@@ -70,12 +76,18 @@ class PassThrough:
         }
         self.client_kind = client_kind
         self.client: httpx.AsyncClient | None = None
+        self.upstream: UpstreamClient | None = None
+        self._lean_headers: httpx.Headers | None = None
 
     async def lifespan(self, receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.client = make_client(self.client_kind)
+                if self.client_kind == "gateway":
+                    self.client = build_client(ClientLimits(), stack="aiohttp")
+                    self.upstream = UpstreamClient(self.client)
+                else:
+                    self.client = make_client(self.client_kind)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.client is not None:
@@ -92,12 +104,26 @@ class PassThrough:
             await send({"type": "http.response.body", "body": b'{"ok":true}'})
             return
         body = await read_body(receive)
-        request = self.client.build_request("POST", self.url, content=body, headers=self.headers)
-        response = await self.client.send(request, stream=True)
+        if self.upstream is not None:
+            response = await self._send_lean(body)
+        else:
+            request = self.client.build_request(
+                "POST", self.url, content=body, headers=self.headers
+            )
+            response = await self.client.send(request, stream=True)
         try:
             await relay(response, send)
         finally:
             await response.aclose()
+
+    async def _send_lean(self, body: bytes) -> httpx.Response:
+        """The gateway's way: headers normalized once, the request handed to the transport, a JSON
+        answer read whole by aiohttp (the body is only looked at for ``"stream": true``)."""
+        assert self.upstream is not None
+        if self._lean_headers is None:
+            self._lean_headers = UpstreamClient.headers(self.url, self.headers)
+        request = self.upstream.request(self.url, body, self._lean_headers)
+        return await self.upstream.send(request, stream=_STREAM.search(body) is not None)
 
 
 def main() -> None:
@@ -105,7 +131,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="base URL, e.g. http://127.0.0.1:9000/v1")
-    parser.add_argument("--client", choices=["aiohttp", "httpx"], default="aiohttp")
+    parser.add_argument("--client", choices=["aiohttp", "httpx", "gateway"], default="aiohttp")
     args = parser.parse_args()
     uvicorn.run(
         PassThrough(args.upstream, args.client),

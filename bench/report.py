@@ -12,10 +12,11 @@ LABELS = {
     "nginx": "nginx reverse proxy",
     "baseline": "raw-ASGI pass-through, httpx over httpx-aiohttp",
     "baseline-httpx": "raw-ASGI pass-through, plain httpx",
+    "baseline-lean": "raw-ASGI pass-through, the gateway's own client path",
     "gateway": "gateway, /v1/chat/completions",
     "agentos": "gateway, AgentOS message route (+store)",
 }
-ORDER = ["direct", "nginx", "baseline", "baseline-httpx", "gateway", "agentos"]
+ORDER = ["direct", "nginx", "baseline", "baseline-httpx", "baseline-lean", "gateway", "agentos"]
 
 
 def med(values: Iterable[float | None]) -> float | None:

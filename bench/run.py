@@ -82,7 +82,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--targets",
         default="direct,nginx,baseline,gateway,agentos",
-        help="direct,nginx,baseline,baseline-httpx,gateway,agentos (nginx is skipped when not installed)",
+        help="direct,nginx,baseline,baseline-httpx,baseline-lean,gateway,agentos (nginx is skipped "
+        "when not installed; baseline-lean is the pass-through on the gateway's own client path)",
     )
     p.add_argument("--loadgen", choices=["auto", "wrk", "asyncio"], default="auto")
     p.add_argument(
@@ -492,6 +493,8 @@ def start(stack: Stack, args: argparse.Namespace) -> None:
         stack.start_baseline()
     if "baseline-httpx" in args.targets:
         stack.start_baseline("baseline-httpx", client="httpx")
+    if "baseline-lean" in args.targets:
+        stack.start_baseline("baseline-lean", client="gateway")
     stack.start_gateway(GatewayOptions(http_client=args.http_client))
     log("servers: " + ", ".join(f"{k}={v}" for k, v in stack.urls.items()))
 

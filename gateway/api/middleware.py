@@ -1,7 +1,7 @@
 """The gateway's ASGI middleware, listed in one place (``middleware_for``).
 
 ``RequestContextMiddleware`` gives every request an id (echoing a sane ``X-Request-ID``), binds it to
-structlog's context so every log line carries it, adds it to the response, and at the end writes the
+the logging's ``REQUEST_ID`` so every log line carries it, adds it to the response, and at the end writes the
 one log line per request and the request-duration and overhead metrics.
 """
 
@@ -21,6 +21,7 @@ from gateway.api.auth import ClientAuthMiddleware
 from gateway.api.backpressure import ConcurrencyLimiter
 from gateway.api.context import SCOPE_KEY, RequestContext
 from gateway.config.settings import Settings
+from gateway.observability.logging import REQUEST_ID
 
 log = structlog.get_logger("gateway.access")
 
@@ -54,7 +55,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 supplied = value.decode("latin-1")
                 break
-        request_id = supplied if _SAFE_ID.match(supplied) else os.urandom(16).hex()
+        request_id = supplied if supplied and _SAFE_ID.match(supplied) else os.urandom(16).hex()
         path: str = scope["path"]
         context = RequestContext(request_id=request_id, api=_api_of(path))
         scope[SCOPE_KEY] = context  # type: ignore[literal-required,unused-ignore]
@@ -71,12 +72,12 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        bound = REQUEST_ID.set(request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             self._finish(scope, context, status, time.perf_counter() - started)
-            structlog.contextvars.unbind_contextvars("request_id")
+            REQUEST_ID.reset(bound)
 
     def _finish(
         self, scope: HTTPScope, context: RequestContext, status: int, duration: float

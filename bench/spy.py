@@ -20,7 +20,7 @@ from bench.loadgen import Load, drive
 from bench.procs import install_cleanup
 from bench.profile import pyspy_path, pyspy_record
 from bench.run import MESSAGES, V1_PATH
-from bench.stack import MODEL, GatewayOptions, Stack
+from bench.stack import MODEL, SSE_GAP_MODEL, GatewayOptions, Stack
 
 
 def _label(frame: dict[str, object]) -> str:
@@ -50,7 +50,12 @@ def shares(speedscope: Path) -> tuple[Counter[str], Counter[str], float]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--target", choices=["gateway", "baseline"], default="gateway")
-    p.add_argument("--kind", choices=["json", "sse"], default="json")
+    p.add_argument(
+        "--kind",
+        choices=["json", "sse", "sse-gap"],
+        default="json",
+        help="sse-gap: the SSE relay check's streams (10 chunks 10 ms apart)",
+    )
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--rate", type=int, default=1000)
@@ -64,14 +69,15 @@ def main() -> int:
         stack = Stack(Path(tmp), server_cpu="0", load_cpu="1")
         try:
             stack.start_upstream()
+            upstream_model = SSE_GAP_MODEL if args.kind == "sse-gap" else MODEL
             if args.target == "gateway":
                 proc = stack.start_gateway(GatewayOptions())
-                model = f"openai:{MODEL}"
+                model = f"openai:{upstream_model}"
             else:
                 proc = stack.start_baseline()
-                model = MODEL
+                model = upstream_model
             body = {"model": model, "messages": MESSAGES, "max_tokens": 64}
-            if args.kind == "sse":
+            if args.kind != "json":
                 body["stream"] = True
             body_file = Path(tmp) / "body.json"
             body_file.write_text(json.dumps(body))

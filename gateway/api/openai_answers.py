@@ -94,6 +94,10 @@ class ChunkBuilder:
         self._head = b"data: " + head[:-1] + b',"choices":['
         # As OpenAI: "usage" is null on every chunk but the last, and only when asked for.
         self._tail = b'],"usage":null}\n\n' if include_usage else b"]}\n\n"
+        # Nearly every chunk carries only text: its frame is this template around the encoded
+        # text, byte for byte what ``_frame({"content": text}, None)`` encodes (tested).
+        self._text_head = self._head + b'{"index":0,"delta":{"content":'
+        self._text_tail = b'},"logprobs":null,"finish_reason":null}' + self._tail
 
     def _frame(self, delta: dict[str, Any], finish: str | None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -107,12 +111,11 @@ class ChunkBuilder:
         frames = []
         if event.usage is not None:
             self.usage = event.usage
-        if event.has_content:
-            delta: dict[str, Any] = {}
-            if event.delta:
-                delta["content"] = event.delta
-            if event.tool_calls:
-                delta["tool_calls"] = [_tool_delta_json(d) for d in event.tool_calls]
+        if event.delta and not event.tool_calls:
+            frames.append(self._text_head + _encoder.encode(event.delta) + self._text_tail)
+        elif event.tool_calls:
+            delta: dict[str, Any] = {"content": event.delta} if event.delta else {}
+            delta["tool_calls"] = [_tool_delta_json(d) for d in event.tool_calls]
             frames.append(self._frame(delta, None))
         if event.finish_reason is not None and not self.finished:
             self.finished = True

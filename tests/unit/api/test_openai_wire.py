@@ -282,6 +282,26 @@ def test_chunks_of_a_stream() -> None:
     assert ids == {builder.id}
 
 
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize("text", ["Hi", 'say "x"\n', "caf\u00e9 \u2603 \U0001f600", "</script>\\"])
+def test_a_text_chunk_is_what_the_general_frame_encodes(text: str, include_usage: bool) -> None:
+    builder = ChunkBuilder("openai:gpt-4o-mini", include_usage=include_usage)
+    (frame,) = builder.event(StreamEvent(delta=text))
+    assert frame == builder._frame({"content": text}, None)
+    assert _frame(frame)["choices"] == [
+        {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
+    ]
+
+
+def test_text_with_tool_calls_is_one_chunk_with_both() -> None:
+    builder = ChunkBuilder("openai:gpt-4o-mini")
+    event = StreamEvent(delta="Let me look.", tool_calls=(ToolCallDelta(0, "c1", "f", "{}"),))
+    (frame,) = builder.event(event)
+    delta = _frame(frame)["choices"][0]["delta"]
+    assert delta["content"] == "Let me look."
+    assert [c["id"] for c in delta["tool_calls"]] == ["c1"]
+
+
 def test_end_without_include_usage_is_only_done() -> None:
     builder = ChunkBuilder("x:y")
     assert "usage" not in _frame(builder.role())

@@ -1,8 +1,8 @@
 """The gateway's ASGI middleware, listed in one place (``middleware_for``).
 
-``RequestContextMiddleware`` gives every request an id (echoing a sane ``X-Request-ID``), binds it to
-the logging's ``REQUEST_ID`` so every log line carries it, adds it to the response, and at the end writes the
-one log line per request and the request-duration and overhead metrics.
+``RequestContextMiddleware`` gives every request an id (echoing a sane ``X-Request-ID``), sets it as
+the logging's ``REQUEST_ID`` so every log line carries it, adds it to the response, and at the end
+writes the one log line per request and the request-duration and overhead metrics.
 """
 
 from __future__ import annotations

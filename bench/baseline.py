@@ -14,16 +14,15 @@ Run: ``python -m bench.baseline --port 9100 --upstream http://127.0.0.1:9000/v1`
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 import httpx
 import uvicorn
 
+from bench.upstream import STREAM_FIELD
 from gateway.providers.http import ClientLimits, UpstreamClient, build_client
 
 _JSON = [(b"content-type", b"application/json")]
-_STREAM = re.compile(rb'"stream"\s*:\s*true')
 
 
 def make_client(client_kind: str) -> httpx.AsyncClient:
@@ -86,6 +85,7 @@ class PassThrough:
                 if self.client_kind == "gateway":
                     self.client = build_client(ClientLimits(), stack="aiohttp")
                     self.upstream = UpstreamClient(self.client)
+                    self._lean_headers = UpstreamClient.headers(self.url, self.headers)
                 else:
                     self.client = make_client(self.client_kind)
                 await send({"type": "lifespan.startup.complete"})
@@ -120,10 +120,9 @@ class PassThrough:
         """The gateway's way: headers normalized once, the request handed to the transport, a JSON
         answer read whole by aiohttp (the body is only looked at for ``"stream": true``)."""
         assert self.upstream is not None
-        if self._lean_headers is None:
-            self._lean_headers = UpstreamClient.headers(self.url, self.headers)
+        assert self._lean_headers is not None
         request = self.upstream.request(self.url, body, self._lean_headers)
-        return await self.upstream.send(request, stream=_STREAM.search(body) is not None)
+        return await self.upstream.send(request, stream=STREAM_FIELD.search(body) is not None)
 
 
 def main() -> None:

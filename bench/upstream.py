@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 
 _GAP = re.compile(rb"gap(\d+)")
-_STREAM = re.compile(rb'"stream"\s*:\s*true')
+STREAM_FIELD = re.compile(rb'"stream"\s*:\s*true')  # the bodies that ask for SSE
 
 COMPLETION = (
     b'{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,'
@@ -100,7 +100,7 @@ class Upstream(asyncio.Protocol):
         if b"/chat/completions" not in head[: head.find(b"\r\n")]:
             self.transport.write(_JSON_HEAD % len(_OK) + _OK)
             return
-        if _STREAM.search(body) is None:
+        if STREAM_FIELD.search(body) is None:
             self.transport.write(_JSON_HEAD % len(COMPLETION) + COMPLETION)
             return
         match = _GAP.search(body)

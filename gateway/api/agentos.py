@@ -10,7 +10,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath
 from litestar.types import ASGIApp
 
-from gateway.api.answers import EventStreamAnswer, JsonAnswer
+from gateway.api.answers import EventStreamAnswer, FinalFrame, JsonAnswer
 from gateway.api.auth import scope_of
 from gateway.api.bodies import (
     AgentBody,
@@ -256,12 +256,14 @@ async def _agentos_frames(streaming: StreamingReply) -> AsyncIterator[bytes]:
                 )
     except GatewayError as exc:
         log.warning("stream_failed_after_first_byte", code=exc.code)
-        yield _frame(
-            {"type": "error", "error": {"code": exc.code, "message": exc.message}, "done": True}
+        yield FinalFrame(
+            _frame(
+                {"type": "error", "error": {"code": exc.code, "message": exc.message}, "done": True}
+            )
         )
         return
     usage = streaming.usage
-    yield _frame(
+    end = _frame(
         {
             "type": "end",
             "messageId": streaming.message_id,
@@ -274,3 +276,4 @@ async def _agentos_frames(streaming: StreamingReply) -> AsyncIterator[bytes]:
             "done": True,
         }
     )
+    yield FinalFrame(end)

@@ -5,7 +5,8 @@ content negotiation, and for streams an anyio task group per response): Litestar
 ASGI-callable return value to the server untouched. Errors raised before the answer is returned still
 go through the app's exception handlers; once the first byte is out, a stream reports failures in-band.
 
-``EventStreamAnswer`` relays frames as they come and watches ``receive`` for ``http.disconnect``: a
+``EventStreamAnswer`` relays frames as they come (a ``FinalFrame`` goes out with the end of the body,
+in one write) and watches ``receive`` for ``http.disconnect``: a
 client that goes away cancels the relay at once, which closes the upstream stream (its connection goes
 back or is dropped) instead of holding it until the next chunk would have been written.
 """
@@ -61,8 +62,15 @@ class JsonAnswer:
         await send(body)
 
 
+class FinalFrame(bytes):
+    """The last frame of a stream, sent together with the end of the body: one write, not two."""
+
+    __slots__ = ()
+
+
 class EventStreamAnswer:
-    """``text/event-stream`` relayed frame by frame (each item of ``frames`` is one write)."""
+    """``text/event-stream`` relayed frame by frame (each item of ``frames`` is one write; a
+    ``FinalFrame`` ends the body)."""
 
     __slots__ = ("_disconnected", "_finished", "frames", "headers", "status")
 
@@ -96,7 +104,11 @@ class EventStreamAnswer:
                 "headers": self.headers,
             }
             await send(start)
+            last = b""
             async for frame in self.frames:
+                if type(frame) is FinalFrame:
+                    last = frame
+                    break
                 chunk: HTTPResponseBodyEvent = {
                     "type": "http.response.body",
                     "body": frame,
@@ -106,7 +118,7 @@ class EventStreamAnswer:
             self._finished = True
             end: HTTPResponseBodyEvent = {
                 "type": "http.response.body",
-                "body": b"",
+                "body": bytes(last),
                 "more_body": False,
             }
             await send(end)

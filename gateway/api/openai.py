@@ -28,7 +28,7 @@ from litestar.openapi.spec import (
 from litestar.params import FromPath
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from gateway.api.answers import EventStreamAnswer, JsonAnswer
+from gateway.api.answers import EventStreamAnswer, FinalFrame, JsonAnswer
 from gateway.api.auth import scope_of
 from gateway.api.context import gateway_of, note_routing, request_id_of
 from gateway.api.disconnect import while_connected
@@ -138,30 +138,32 @@ class OpenAIController(Controller):
 
 
 async def _chunks(routed: RoutedStream, builder: ChunkBuilder) -> AsyncIterator[bytes]:
-    """Relay the routed stream event by event (the frames of one event in one write); a late failure
-    is an error frame and no [DONE]."""
-    events = aiter(routed)
+    """Relay the routed stream batch by batch (the frames of one upstream read in one write); the
+    end goes out with the end of the body; a late failure is an error frame and no [DONE]."""
+    batches = aiter(routed)
     pending = builder.role()  # sent with the first content, or with whatever ends the stream
     try:
-        async for event in events:
-            frames = builder.event(event)
+        async for batch in batches:
+            frames = builder.frames(batch)
             if frames:
-                yield pending + b"".join(frames)
+                yield pending + frames
                 pending = b""
     except GatewayError as exc:
         log.warning("stream_failed_after_first_byte", code=exc.code, api="openai")
-        yield pending + error_frame(exc.status_code, exc.code, exc.message)
+        failure = error_frame(exc.status_code, exc.code, exc.message)
+        yield FinalFrame(pending + builder.failed() + failure)
         return
     except Exception as exc:
         log.error("stream_failed_unexpectedly", error_type=type(exc).__name__, api="openai")
-        yield pending + error_frame(500, "internal_error", "internal error")
+        failure = error_frame(500, "internal_error", "internal error")
+        yield FinalFrame(pending + builder.failed() + failure)
         return
     finally:
         # A client that went away leaves both generators suspended: close them now, not at GC.
-        if isinstance(events, AsyncGenerator):
-            await events.aclose()
+        if isinstance(batches, AsyncGenerator):
+            await batches.aclose()
         await routed.aclose()
-    yield pending + b"".join(builder.end())
+    yield FinalFrame(pending + builder.end())
 
 
 # -- /v1/models ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.domain.types import ChatResult, StreamEvent, ToolCall, ToolCallDelta, Usage
+from gateway.domain.types import ChatResult, EventBatch, ToolCall, ToolCallDelta, Usage
 
 DONE_FRAME = b"data: [DONE]\n\n"
 _encoder = msgspec.json.Encoder()
@@ -80,8 +80,8 @@ class ChunkBuilder:
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
-        self.finished = False
         self.usage = Usage()
+        self._finish = b""  # the finish frame, held for the end
         # What every chunk of this stream repeats, encoded once: only the choice changes per frame.
         head = _encoder.encode(
             {
@@ -106,25 +106,27 @@ class ChunkBuilder:
     def role(self) -> bytes:
         return self._frame({"role": "assistant", "content": ""}, None)
 
-    def event(self, event: StreamEvent) -> list[bytes]:
-        """Frames for one stream event: its content or tool-call pieces, then its finish."""
+    def frames(self, batch: EventBatch) -> bytes:
+        """The frames of one batch's content, joined (one write). Its finish frame is held for
+        ``end()``: it carries no content, and the end follows it in the same read or soon after."""
         frames = []
-        if event.usage is not None:
-            self.usage = event.usage
-        if event.delta and not event.tool_calls:
-            frames.append(self._text_head + _encoder.encode(event.delta) + self._text_tail)
-        elif event.tool_calls:
-            delta: dict[str, Any] = {"content": event.delta} if event.delta else {}
-            delta["tool_calls"] = [_tool_delta_json(d) for d in event.tool_calls]
-            frames.append(self._frame(delta, None))
-        if event.finish_reason is not None and not self.finished:
-            self.finished = True
-            frames.append(self._frame({}, event.finish_reason))
-        return frames
+        for event in batch:
+            if event.usage is not None:
+                self.usage = event.usage
+            if event.tool_calls:
+                delta: dict[str, Any] = {"content": event.delta} if event.delta else {}
+                delta["tool_calls"] = [_tool_delta_json(d) for d in event.tool_calls]
+                frames.append(self._frame(delta, None))
+            elif event.delta:
+                frames.append(self._text_head + _encoder.encode(event.delta) + self._text_tail)
+            if event.finish_reason is not None and not self._finish:
+                self._finish = self._frame({}, event.finish_reason)
+        return frames[0] if len(frames) == 1 else b"".join(frames)
 
-    def end(self) -> list[bytes]:
-        """The usage chunk when asked for, then ``[DONE]``: only after a complete answer."""
-        frames = []
+    def end(self) -> bytes:
+        """The held finish frame, the usage chunk when asked for, then ``[DONE]``: only after a
+        complete answer."""
+        end = self._finish
         if self.include_usage:
             payload = {
                 "id": self.id,
@@ -134,9 +136,13 @@ class ChunkBuilder:
                 "choices": [],
                 "usage": usage_json(self.usage),
             }
-            frames.append(sse_frame(payload))
-        frames.append(DONE_FRAME)
-        return frames
+            end += sse_frame(payload)
+        return end + DONE_FRAME
+
+    def failed(self) -> bytes:
+        """What a failed stream still owes the client before its error frame: the finish, if one
+        was held."""
+        return self._finish
 
 
 def error_type(status: int) -> str:

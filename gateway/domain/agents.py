@@ -376,13 +376,14 @@ class StreamingReply:
         parts: list[str] = []
         completed = False
         try:
-            async for event in self._stream:
-                parts.append(event.delta)
-                if event.usage is not None:
-                    self.usage = event.usage
-                if event.finish_reason is not None:
-                    self.finish_reason = event.finish_reason
-                yield event
+            async for batch in self._stream:
+                for event in batch:
+                    parts.append(event.delta)
+                    if event.usage is not None:
+                        self.usage = event.usage
+                    if event.finish_reason is not None:
+                        self.finish_reason = event.finish_reason
+                    yield event
             completed = True
         finally:
             if completed:

@@ -100,3 +100,8 @@ class StreamEvent(Struct, frozen=True):
     @property
     def has_content(self) -> bool:
         return bool(self.delta or self.tool_calls)
+
+
+# The events of one upstream read, in order, never empty: streams travel in these batches so a burst
+# of events (the end of an answer: finish, usage, done) is relayed as one write, not one per event.
+EventBatch = tuple[StreamEvent, ...]

@@ -19,6 +19,7 @@ from gateway.domain.types import (
     ChatMessage,
     ChatRequest,
     ChatResult,
+    EventBatch,
     FinishReason,
     StreamEvent,
     ToolCall,
@@ -29,6 +30,7 @@ from gateway.domain.types import (
 from gateway.errors import (
     InvalidRequestError,
     UnsupportedParameterError,
+    UpstreamError,
     UpstreamInvalidResponseError,
     UpstreamStreamError,
 )
@@ -36,8 +38,8 @@ from gateway.providers.base import AdapterOptions
 from gateway.providers.http import (
     UpstreamClient,
     decode_json,
-    iter_sse,
     raise_for_upstream_status,
+    sse_batches,
     upstream_errors,
 )
 from gateway.redaction import redact
@@ -347,17 +349,28 @@ class AnthropicProvider:
             self._name, decode_json(self._name, response.content), request.model
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[EventBatch, None]:
         built = self._build(request, stream=True)
         with upstream_errors(self._name):
             response = await self._http.send(built, stream=True)
         try:
             await raise_for_upstream_status(self._name, response, self._api_key)
             translator = StreamTranslator(self._name, self._api_key)
-            async for sse in iter_sse(self._name, response):
-                event = translator.feed(sse.event, decode_json(self._name, sse.data))
-                if event is not None:
-                    yield event
+            async for sses in sse_batches(self._name, response):
+                batch: list[StreamEvent] = []
+                try:
+                    for sse in sses:
+                        event = translator.feed(sse.event, decode_json(self._name, sse.data))
+                        if event is not None:
+                            batch.append(event)
+                        if translator.done:
+                            break
+                except UpstreamError:
+                    if batch:  # what came before the failure is still relayed
+                        yield tuple(batch)
+                    raise
+                if batch:
+                    yield tuple(batch)
                 if translator.done:
                     return
             raise UpstreamStreamError(

@@ -1,7 +1,8 @@
 """The one small protocol every provider adapter implements.
 
 An adapter turns a provider-neutral ``ChatRequest`` into its wire format, sends it with the pooled
-``httpx.AsyncClient`` it was given, and turns the answer back into ``ChatResult`` / ``StreamEvent``.
+``httpx.AsyncClient`` it was given, and turns the answer back into a ``ChatResult`` or batches of
+``StreamEvent``.
 Failures surface only as ``gateway.errors.UpstreamError`` subclasses, never as httpx exceptions.
 """
 
@@ -13,7 +14,7 @@ from typing import Protocol
 
 import httpx
 
-from gateway.domain.types import ChatRequest, ChatResult, StreamEvent
+from gateway.domain.types import ChatRequest, ChatResult, EventBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class ChatProvider(Protocol):
         """One non-streaming call."""
         ...
 
-    def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
-        """An async generator of events; closing it early closes the upstream response."""
+    def stream(self, request: ChatRequest) -> AsyncGenerator[EventBatch, None]:
+        """An async generator of event batches, one per upstream read that completed any events;
+        closing it early closes the upstream response."""
         ...

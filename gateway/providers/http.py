@@ -298,8 +298,6 @@ class SseEvent(msgspec.Struct, frozen=True):  # a frozen dataclass costs 6x to b
 
 def _sse_block(block: bytes) -> SseEvent | None:
     """One event from the lines between two blank lines; ``None`` when it carries no data."""
-    if block.startswith(b"data: ") and b"\n" not in block:  # the common single-line event
-        return SseEvent(None, block[6:])
     event: str | None = None
     data: list[bytes] = []
     for line in block.split(b"\n"):
@@ -336,15 +334,15 @@ class SseParser:
             if chunk.endswith(b"\r"):
                 chunk, self._cr = chunk[:-1], True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buffer = self._buffer + chunk if self._buffer else chunk
+        # Everything after the last blank line waits for the next read ("" when the read ended an
+        # event, as nearly every read does).
+        *blocks, self._buffer = (self._buffer + chunk if self._buffer else chunk).split(b"\n\n")
         events = []
-        start = 0
-        while (end := buffer.find(b"\n\n", start)) >= 0:
-            event = _sse_block(buffer[start:end])
-            if event is not None:
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:  # the common single-line event
+                events.append(SseEvent(None, block[6:]))
+            elif (event := _sse_block(block)) is not None:
                 events.append(event)
-            start = end + 2
-        self._buffer = buffer[start:]
         return events
 
     def close(self) -> list[SseEvent]:
@@ -354,8 +352,9 @@ class SseParser:
         return [event] if event is not None else []
 
 
-async def iter_sse(provider: str, response: httpx.Response) -> AsyncIterator[SseEvent]:
-    """Server-sent events of a streamed response, with transport failures mapped to stream errors."""
+async def sse_batches(provider: str, response: httpx.Response) -> AsyncIterator[list[SseEvent]]:
+    """The server-sent events of a streamed response, one non-empty list per read that completed
+    any, with transport failures mapped to stream errors."""
     parser = SseParser()
     # Without a content coding the transport's own stream is read directly: httpx's aiter_bytes and
     # aiter_raw would add two generator layers per read for no work (transports map their errors).
@@ -369,7 +368,9 @@ async def iter_sse(provider: str, response: httpx.Response) -> AsyncIterator[Sse
     # generator) passes through untouched, as it is no httpx error.
     with upstream_errors(provider, in_stream_body=True):
         async for chunk in body:
-            for event in parser.feed(chunk):
-                yield event
-    for event in parser.close():
-        yield event
+            events = parser.feed(chunk)
+            if events:
+                yield events
+    last = parser.close()
+    if last:
+        yield last

@@ -16,6 +16,7 @@ from gateway.domain.types import (
     ChatMessage,
     ChatRequest,
     ChatResult,
+    EventBatch,
     FinishReason,
     StreamEvent,
     ToolCall,
@@ -27,8 +28,8 @@ from gateway.providers.base import AdapterOptions
 from gateway.providers.http import (
     UpstreamClient,
     decode_json,
-    iter_sse,
     raise_for_upstream_status,
+    sse_batches,
     upstream_errors,
 )
 
@@ -203,31 +204,40 @@ def event_from_chunk(provider: str, data: bytes) -> StreamEvent | None:
         raise UpstreamInvalidResponseError(
             f"{provider}: answer is not valid JSON", provider=provider
         ) from exc
-    try:
-        # ``usage`` and ``tool_calls`` are absent from nearly every chunk: test for None before the
-        # Mapping/list checks (an ABC isinstance on every chunk costs more than the decoding)
-        usage = None if chunk.usage is None else _usage(chunk.usage)
-        if not chunk.choices:
-            return StreamEvent(usage=usage) if usage else None
-        choice = chunk.choices[0]
+    choices = chunk.choices
+    if chunk.usage is None and choices:
+        choice = choices[0]
         delta = choice.delta
-        finish = choice.finish_reason
-        tool_calls: tuple[ToolCallDelta, ...] = ()
-        text = ""
-        if delta is not None:
-            text = delta.content or ""
-            if delta.tool_calls is not None:
-                tool_calls = _tool_call_deltas(delta.tool_calls)
-        return StreamEvent(
-            delta=text,
-            tool_calls=tool_calls,
-            finish_reason=_FINISH.get(finish, "stop") if finish else None,
-            usage=usage,
-        )
+        if delta is not None and delta.tool_calls is None and choice.finish_reason is None:
+            return StreamEvent(delta=delta.content or "")  # nearly every chunk: text only
+    try:
+        return _general_event(chunk)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise UpstreamInvalidResponseError(
             f"{provider}: bad stream chunk", provider=provider
         ) from exc
+
+
+def _general_event(chunk: _WireChunk) -> StreamEvent | None:
+    """A chunk with usage, tool calls or a finish (or no choice at all)."""
+    usage = None if chunk.usage is None else _usage(chunk.usage)
+    if not chunk.choices:
+        return StreamEvent(usage=usage) if usage else None
+    choice = chunk.choices[0]
+    delta = choice.delta
+    finish = choice.finish_reason
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    text = ""
+    if delta is not None:
+        text = delta.content or ""
+        if delta.tool_calls is not None:
+            tool_calls = _tool_call_deltas(delta.tool_calls)
+    return StreamEvent(
+        delta=text,
+        tool_calls=tool_calls,
+        finish_reason=_FINISH.get(finish, "stop") if finish else None,
+        usage=usage,
+    )
 
 
 class OpenAICompatProvider:
@@ -259,17 +269,28 @@ class OpenAICompatProvider:
             self._name, decode_json(self._name, response.content), request.model
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[EventBatch, None]:
         with upstream_errors(self._name):
             response = await self._http.send(self._build(request, stream=True), stream=True)
         try:
             await raise_for_upstream_status(self._name, response, self._api_key)
-            async for sse in iter_sse(self._name, response):
-                data = sse.data
-                if data[:1] != b"{" and data.strip() == b"[DONE]":  # a chunk is a JSON object
-                    return
-                event = event_from_chunk(self._name, data)
-                if event is not None:
-                    yield event
+            async for sses in sse_batches(self._name, response):
+                batch: list[StreamEvent] = []
+                for sse in sses:
+                    data = sse.data
+                    if data[:1] != b"{" and data.strip() == b"[DONE]":  # a chunk is a JSON object
+                        if batch:
+                            yield tuple(batch)
+                        return
+                    try:
+                        event = event_from_chunk(self._name, data)
+                    except UpstreamInvalidResponseError:
+                        if batch:  # what came before the bad chunk is still relayed
+                            yield tuple(batch)
+                        raise
+                    if event is not None:
+                        batch.append(event)
+                if batch:
+                    yield tuple(batch)
         finally:
             await response.aclose()

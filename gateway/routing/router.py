@@ -20,7 +20,7 @@ import structlog
 
 from gateway.config.settings import ProviderRuntime
 from gateway.domain.models import Candidate, Plan
-from gateway.domain.types import ChatRequest, ChatResult, StreamEvent, Usage
+from gateway.domain.types import ChatRequest, ChatResult, EventBatch, Usage
 from gateway.errors import (
     NoProviderAvailableError,
     UpstreamError,
@@ -39,7 +39,7 @@ from gateway.routing.stream import RoutedStream
 
 log = structlog.get_logger("gateway.router")
 T = TypeVar("T")
-Head = tuple[list[StreamEvent], AsyncGenerator[StreamEvent, None]]
+Head = tuple[EventBatch, AsyncGenerator[EventBatch, None]]
 
 
 def _failure_reason(error: UpstreamError) -> str:
@@ -303,17 +303,19 @@ class Router:
         )
 
     async def _read_head(
-        self, candidate: Candidate, events: AsyncGenerator[StreamEvent, None], timeout_s: float
-    ) -> list[StreamEvent]:
-        """Events up to and including the first with content (or the finish): nothing sent yet."""
-        head: list[StreamEvent] = []
+        self, candidate: Candidate, events: AsyncGenerator[EventBatch, None], timeout_s: float
+    ) -> EventBatch:
+        """Events up to and including the batch with the first content (or the finish): nothing
+        sent yet."""
+        head: EventBatch = ()
         provider = candidate.ref.provider
         try:
             async with asyncio.timeout(timeout_s):
-                async for event in events:
-                    head.append(event)
-                    if event.has_content or event.finish_reason is not None:
-                        return head
+                async for batch in events:
+                    head += batch
+                    for event in batch:
+                        if event.has_content or event.finish_reason is not None:
+                            return head
         except TimeoutError:
             raise UpstreamTimeoutError(
                 f"{provider}: no first token in time", provider=provider

@@ -1,11 +1,15 @@
-"""A routed stream after its first content: the routing decision is final, failures are explicit."""
+"""A routed stream after its first content: the routing decision is final, failures are explicit.
+
+It is iterated in the batches the adapter yields (the events of one upstream read), the first being
+the head the router read before choosing it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING
 
-from gateway.domain.types import StreamEvent, Usage
+from gateway.domain.types import EventBatch, Usage
 from gateway.errors import UpstreamError, UpstreamStreamError
 from gateway.routing.health import Admission
 from gateway.routing.record import RoutingRecord
@@ -21,8 +25,8 @@ class RoutedStream:
         record: RoutingRecord,
         *,
         admission: Admission,
-        head: list[StreamEvent],
-        events: AsyncGenerator[StreamEvent, None],
+        head: EventBatch,
+        events: AsyncGenerator[EventBatch, None],
         started: float,
         ttft_s: float,
     ) -> None:
@@ -36,23 +40,26 @@ class RoutedStream:
         self._closed = False
         self._settled = False
 
-    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+    async def __aiter__(self) -> AsyncIterator[EventBatch]:
         usage: Usage | None = None
         finished = False
+        batch = self._head
         try:
-            for event in self._head:
-                usage = event.usage or usage
-                finished = finished or event.finish_reason is not None
-                yield event
-            try:
-                async for event in self._events:
-                    usage = event.usage or usage
-                    finished = finished or event.finish_reason is not None
-                    yield event
-            except UpstreamError as exc:
-                self._settled = True
-                self._router.record_failure(self._admission, exc)
-                raise
+            while True:
+                for event in batch:
+                    if event.usage is not None:
+                        usage = event.usage
+                    if event.finish_reason is not None:
+                        finished = True
+                yield batch
+                try:
+                    batch = await anext(self._events)
+                except StopAsyncIteration:
+                    break
+                except UpstreamError as exc:
+                    self._settled = True
+                    self._router.record_failure(self._admission, exc)
+                    raise
             if not finished:
                 provider = self._admission.provider
                 cut = UpstreamStreamError(

@@ -34,6 +34,11 @@ def _frame(raw: bytes) -> dict[str, Any]:
     return decoded
 
 
+def _split(raw: bytes) -> list[bytes]:
+    """The frames of one write."""
+    return [part + b"\n\n" for part in raw.split(b"\n\n")[:-1]]
+
+
 def test_parse_keeps_unknown_parameters_and_strips_the_gateways_own() -> None:
     call = parse_chat_body(
         _body(
@@ -247,14 +252,14 @@ def test_chunks_of_a_stream() -> None:
     role = _frame(builder.role())
     assert role["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert role["usage"] is None
-    frames = [_frame(f) for f in builder.event(StreamEvent(delta="Hi"))]
+    frames = [_frame(f) for f in _split(builder.frames((StreamEvent(delta="Hi"),)))]
     assert [f["choices"][0]["delta"] for f in frames] == [{"content": "Hi"}]
     tool = StreamEvent(
         tool_calls=(ToolCallDelta(0, "c1", "f", '{"a"'), ToolCallDelta(0, arguments=": 1}")),
         finish_reason="tool_calls",
         usage=Usage(2, 5),
     )
-    content, finish = (_frame(f) for f in builder.event(tool))
+    (content,) = (_frame(f) for f in _split(builder.frames((tool,))))
     assert content["choices"][0]["delta"] == {
         "tool_calls": [
             {
@@ -266,27 +271,43 @@ def test_chunks_of_a_stream() -> None:
             {"index": 0, "function": {"arguments": ": 1}"}},
         ]
     }
-    assert finish["choices"][0] == {
+    # A repeated finish (Gemini repeats usage) gives no second finish chunk.
+    assert builder.frames((StreamEvent(finish_reason="stop", usage=Usage(2, 6)),)) == b""
+    finish, usage, done = _split(builder.end())
+    # The finish was held for the end: it goes out with it, in one write.
+    assert _frame(finish)["choices"][0] == {
         "index": 0,
         "delta": {},
         "logprobs": None,
         "finish_reason": "tool_calls",
     }
-    # A repeated finish (Gemini repeats usage) gives no second finish chunk.
-    assert builder.event(StreamEvent(finish_reason="stop", usage=Usage(2, 6))) == []
-    usage, done = builder.end()
     assert _frame(usage)["choices"] == []
     assert _frame(usage)["usage"] == {"prompt_tokens": 2, "completion_tokens": 6, "total_tokens": 8}
     assert done == DONE_FRAME
-    ids = {_frame(f)["id"] for f in (builder.role(), usage)}
+    ids = {_frame(f)["id"] for f in (builder.role(), usage, finish)}
     assert ids == {builder.id}
+
+
+def test_the_frames_of_a_batch_are_one_write_in_order() -> None:
+    builder = ChunkBuilder("openai:gpt-4o-mini")
+    batch = (StreamEvent(delta="a"), StreamEvent(), StreamEvent(delta="b"))
+    frames = [_frame(f) for f in _split(builder.frames(batch))]
+    assert [f["choices"][0]["delta"] for f in frames] == [{"content": "a"}, {"content": "b"}]
+
+
+def test_a_failed_stream_still_gets_its_held_finish() -> None:
+    builder = ChunkBuilder("openai:gpt-4o-mini")
+    assert builder.failed() == b""
+    assert builder.frames((StreamEvent(delta="x", finish_reason="length"),)) != b""
+    (finish,) = _split(builder.failed())
+    assert _frame(finish)["choices"][0]["finish_reason"] == "length"
 
 
 @pytest.mark.parametrize("include_usage", [False, True])
 @pytest.mark.parametrize("text", ["Hi", 'say "x"\n', "caf\u00e9 \u2603 \U0001f600", "</script>\\"])
 def test_a_text_chunk_is_what_the_general_frame_encodes(text: str, include_usage: bool) -> None:
     builder = ChunkBuilder("openai:gpt-4o-mini", include_usage=include_usage)
-    (frame,) = builder.event(StreamEvent(delta=text))
+    frame = builder.frames((StreamEvent(delta=text),))
     assert frame == builder._frame({"content": text}, None)
     assert _frame(frame)["choices"] == [
         {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}
@@ -296,7 +317,7 @@ def test_a_text_chunk_is_what_the_general_frame_encodes(text: str, include_usage
 def test_text_with_tool_calls_is_one_chunk_with_both() -> None:
     builder = ChunkBuilder("openai:gpt-4o-mini")
     event = StreamEvent(delta="Let me look.", tool_calls=(ToolCallDelta(0, "c1", "f", "{}"),))
-    (frame,) = builder.event(event)
+    (frame,) = _split(builder.frames((event,)))
     delta = _frame(frame)["choices"][0]["delta"]
     assert delta["content"] == "Let me look."
     assert [c["id"] for c in delta["tool_calls"]] == ["c1"]
@@ -305,7 +326,7 @@ def test_text_with_tool_calls_is_one_chunk_with_both() -> None:
 def test_end_without_include_usage_is_only_done() -> None:
     builder = ChunkBuilder("x:y")
     assert "usage" not in _frame(builder.role())
-    assert builder.end() == [DONE_FRAME]
+    assert builder.end() == DONE_FRAME
 
 
 def test_error_frame() -> None:

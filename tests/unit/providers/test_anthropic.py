@@ -88,7 +88,7 @@ def message_start(input_tokens: int = 25) -> bytes:
 
 
 async def collect(provider: AnthropicProvider, request: ChatRequest) -> list[StreamEvent]:
-    return [event async for event in provider.stream(request)]
+    return [event async for batch in provider.stream(request) for event in batch]
 
 
 async def test_system_messages_become_the_system_string(
@@ -416,8 +416,8 @@ async def test_stream_cut_mid_body_is_a_stream_error(
     received: list[StreamEvent] = []
 
     async def consume() -> None:
-        async for item in provider.stream(simple_request()):
-            received.append(item)
+        async for batch in provider.stream(simple_request()):
+            received.extend(batch)
 
     with pytest.raises(UpstreamStreamError):
         await consume()

@@ -83,7 +83,7 @@ def frame(data: object) -> bytes:
 
 
 async def collect(provider: GeminiProvider, request: ChatRequest) -> list[StreamEvent]:
-    return [event async for event in provider.stream(request)]
+    return [event async for batch in provider.stream(request) for event in batch]
 
 
 async def test_system_messages_become_system_instruction(
@@ -489,8 +489,8 @@ async def test_stream_cut_mid_body_is_a_stream_error(
     received: list[StreamEvent] = []
 
     async def consume() -> None:
-        async for event in provider.stream(simple_request()):
-            received.append(event)
+        async for batch in provider.stream(simple_request()):
+            received.extend(batch)
 
     with pytest.raises(UpstreamStreamError):
         await consume()

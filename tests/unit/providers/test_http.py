@@ -24,8 +24,8 @@ from gateway.errors import (
 from gateway.providers.http import (
     SseEvent,
     error_from_response,
-    iter_sse,
     parse_retry_after,
+    sse_batches,
     upstream_errors,
 )
 from gateway.redaction import redact
@@ -58,9 +58,23 @@ def test_retry_after_garbage_is_none(value: str | None) -> None:
     assert parse_retry_after(value, now=NOW) is None
 
 
-async def events_of(chunks: list[bytes]) -> list[SseEvent]:
+async def batches_of(chunks: list[bytes]) -> list[list[SseEvent]]:
     response = httpx.Response(200, stream=IteratorStream(chunks))
-    return [event async for event in iter_sse("test", response)]
+    return [batch async for batch in sse_batches("test", response)]
+
+
+async def events_of(chunks: list[bytes]) -> list[SseEvent]:
+    return [event for batch in await batches_of(chunks) for event in batch]
+
+
+async def test_sse_batches_are_the_events_each_read_completed() -> None:
+    chunks = [b"data: a\n\ndata: b\n\ndata: c", b"", b"\n\n", b"data: d\n\n"]
+
+    assert await batches_of(chunks) == [
+        [SseEvent(None, b"a"), SseEvent(None, b"b")],
+        [SseEvent(None, b"c")],
+        [SseEvent(None, b"d")],
+    ]
 
 
 async def test_sse_joins_multi_line_data_with_newlines() -> None:
@@ -121,7 +135,7 @@ async def test_sse_of_a_gzip_encoded_stream_is_decoded_first() -> None:
         200, headers={"content-encoding": "gzip"}, stream=IteratorStream(chunks)
     )
 
-    events = [event async for event in iter_sse("test", response)]
+    events = [event async for batch in sse_batches("test", response) for event in batch]
 
     assert events == [SseEvent(None, b"one"), SseEvent(None, b"two")]
 
@@ -137,8 +151,8 @@ async def test_sse_cut_connection_is_a_stream_error(
     received: list[SseEvent] = []
 
     async def consume() -> None:
-        async for event in iter_sse("test", response):
-            received.append(event)
+        async for batch in sse_batches("test", response):
+            received.extend(batch)
 
     with pytest.raises(UpstreamStreamError):
         await consume()

@@ -80,7 +80,7 @@ def sent_json(httpx_mock: HTTPXMock) -> dict[str, object]:
 
 
 async def collect(provider: OpenAICompatProvider, request: ChatRequest) -> list[StreamEvent]:
-    return [event async for event in provider.stream(request)]
+    return [event async for batch in provider.stream(request) for event in batch]
 
 
 async def test_request_carries_messages_parameters_tools_and_passthrough(
@@ -404,8 +404,8 @@ async def test_stream_cut_mid_body_is_a_stream_error_after_the_events_so_far(
     received: list[StreamEvent] = []
 
     async def consume() -> None:
-        async for event in provider.stream(simple_request()):
-            received.append(event)
+        async for batch in provider.stream(simple_request()):
+            received.extend(batch)
 
     with pytest.raises(UpstreamStreamError):
         await consume()

@@ -234,7 +234,7 @@ async def test_stream_fails_over_before_the_first_content(
     )
     upstreams.handlers["groq"] = lambda r: httpx.Response(200, content=sse("a", "b"))
     stream = await harness.router.open_stream(harness.catalog.plan("openai:x", ["groq:y"]), REQUEST)
-    text = "".join([e.delta async for e in stream])
+    text = "".join([e.delta async for batch in stream for e in batch])
     assert text == "ab"
     assert stream.record.served is not None
     assert stream.record.served.ref.provider == "groq"
@@ -248,8 +248,8 @@ async def test_stream_without_finish_after_content_is_an_error(
     stream = await harness.router.open_stream(harness.catalog.plan("openai:x", ["groq:y"]), REQUEST)
     seen = []
     with pytest.raises(UpstreamStreamError):
-        async for event in stream:
-            seen.append(event.delta)
+        async for batch in stream:
+            seen.extend(e.delta for e in batch)
     assert seen == ["a", "b"]
     assert (
         harness.sample("gateway_upstream_requests_total", provider="openai", outcome="stream_error")
@@ -266,7 +266,7 @@ async def test_first_token_timeout_fails_over(harness: Harness, upstreams: Upstr
     upstreams.handlers["openai"] = lambda r: httpx.Response(200, content=slow_stream())
     upstreams.handlers["groq"] = lambda r: httpx.Response(200, content=sse("fast"))
     stream = await harness.router.open_stream(harness.catalog.plan("openai:x", ["groq:y"]), REQUEST)
-    assert "".join([e.delta async for e in stream]) == "fast"
+    assert "".join([e.delta async for batch in stream for e in batch]) == "fast"
     assert stream.record.attempts[0].outcome == "timeout"
 
 

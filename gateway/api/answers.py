@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
-from gateway.api.context import SCOPE_KEY, RequestContext
+from gateway.api.context import SCOPE_KEY, RequestContext, body_send_of
 
 _encoder = msgspec.json.Encoder()
 _JSON = (b"content-type", b"application/json")
@@ -59,7 +59,7 @@ class JsonAnswer:
             "body": self.body,
             "more_body": False,
         }
-        await send(body)
+        await body_send_of(scope, send)(body)
 
 
 class FinalFrame(bytes):
@@ -104,6 +104,7 @@ class EventStreamAnswer:
                 "headers": self.headers,
             }
             await send(start)
+            send = body_send_of(scope, send)
             last = b""
             async for frame in self.frames:
                 if type(frame) is FinalFrame:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from litestar import Request
+from litestar.types import Scope, Send
 
 from gateway.config.settings import ClientKey
 from gateway.routing.record import RoutingRecord
@@ -23,6 +24,18 @@ class RequestContext:
     routing: RoutingRecord | None = None
     client: ClientKey | None = None
     client_disconnected: bool = False  # the client left before the answer was complete
+    # The ``send`` our outermost middleware was given. Every layer inside it (our middleware,
+    # Litestar's route-level exception handling) only looks at the response start, so the answers
+    # send their body messages here directly: a streamed chunk passes one layer, not three.
+    body_send: Send | None = None
+
+
+def body_send_of(scope: Scope, send: Send) -> Send:
+    """Where an answer sends its body messages, once its start went through ``send``."""
+    context = scope.get(SCOPE_KEY)
+    if isinstance(context, RequestContext) and context.body_send is not None:
+        return context.body_send
+    return send
 
 
 def gateway_of(request: Request[Any, Any, Any]) -> Gateway:

@@ -57,7 +57,7 @@ class RequestContextMiddleware:
                 break
         request_id = supplied if supplied and _SAFE_ID.match(supplied) else os.urandom(16).hex()
         path: str = scope["path"]
-        context = RequestContext(request_id=request_id, api=_api_of(path))
+        context = RequestContext(request_id=request_id, api=_api_of(path), body_send=send)
         scope[SCOPE_KEY] = context  # type: ignore[literal-required,unused-ignore]
         status = 500
 
@@ -126,7 +126,9 @@ class RequestContextMiddleware:
 
 def middleware_for(settings: Settings) -> list[Middleware]:
     """Every middleware of the app, outermost first: the request id is on every answer, 429s included;
-    clients are authenticated before they may wait for a concurrency slot."""
+    clients are authenticated before they may wait for a concurrency slot. The model-call answers
+    send their body messages past these layers (``RequestContext.body_send``): a middleware here may
+    look at the response start, but never rewrite a body."""
     runtime = settings.runtime
     return [
         RequestContextMiddleware,

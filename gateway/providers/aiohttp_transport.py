@@ -24,7 +24,7 @@ from typing import Final
 import httpx
 from aiohttp import ClientResponse, ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
 from httpx_aiohttp import AiohttpTransport
-from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
+from httpx_aiohttp.transport import map_aiohttp_exceptions
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -98,10 +98,40 @@ class WholeAnswerTransport(AiohttpTransport):
         return httpx.Response(
             answer.status,
             headers=answer.raw_headers,
-            stream=AiohttpResponseStream(answer),
+            stream=AnswerStream(answer),
             request=request,
             extensions=_HTTP_11,
         )
+
+
+class AnswerStream(httpx.AsyncByteStream):
+    """A streamed answer's body as aiohttp receives it: one ``readany()`` per step, whatever has
+    arrived. httpx-aiohttp's stream wraps aiohttp's chunk iterator in a generator of its own: two
+    more hops per read, on every chunk of every stream. aiohttp's errors are mapped as it maps them.
+    """
+
+    __slots__ = ("_answer", "_content")
+
+    def __init__(self, answer: ClientResponse) -> None:
+        self._answer = answer
+        self._content = answer.content
+
+    def __aiter__(self) -> AnswerStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._content.readany()
+        except Exception:
+            with map_aiohttp_exceptions():  # only on failure: no context manager per read
+                raise
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        with map_aiohttp_exceptions():
+            await self._answer.__aexit__(None, None, None)
 
 
 def _headers(headers: httpx.Headers) -> CIMultiDict[str]:

@@ -109,6 +109,11 @@ class ChunkBuilder:
     def frames(self, batch: EventBatch) -> bytes:
         """The frames of one batch's content, joined (one write). Its finish frame is held for
         ``end()``: it carries no content, and the end follows it in the same read or soon after."""
+        if len(batch) == 1:  # nearly every batch: one event with text only
+            event = batch[0]
+            if event.finish_reason is None and event.usage is None and not event.tool_calls:
+                text = event.delta
+                return self._text_head + _encoder.encode(text) + self._text_tail if text else b""
         frames = []
         for event in batch:
             if event.usage is not None:

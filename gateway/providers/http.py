@@ -328,6 +328,15 @@ class SseParser:
         self._cr = False
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
+        if (  # the common read: one whole single-line event, LF line ends, nothing carried over
+            chunk[:6] == b"data: "
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk[-1:] == b"\n"
+            and not self._buffer
+            and not self._cr
+            and b"\r" not in chunk
+        ):
+            return [SseEvent(None, chunk[6:-2])]
         if self._cr:
             chunk, self._cr = b"\r" + chunk, False
         if b"\r" in chunk:

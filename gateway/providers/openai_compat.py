@@ -26,6 +26,7 @@ from gateway.domain.types import (
 from gateway.errors import UpstreamInvalidResponseError
 from gateway.providers.base import AdapterOptions
 from gateway.providers.http import (
+    SseEvent,
     UpstreamClient,
     decode_json,
     raise_for_upstream_status,
@@ -275,22 +276,34 @@ class OpenAICompatProvider:
         try:
             await raise_for_upstream_status(self._name, response, self._api_key)
             async for sses in sse_batches(self._name, response):
-                batch: list[StreamEvent] = []
-                for sse in sses:
-                    data = sse.data
-                    if data[:1] != b"{" and data.strip() == b"[DONE]":  # a chunk is a JSON object
-                        if batch:
-                            yield tuple(batch)
-                        return
-                    try:
-                        event = event_from_chunk(self._name, data)
-                    except UpstreamInvalidResponseError:
-                        if batch:  # what came before the bad chunk is still relayed
-                            yield tuple(batch)
-                        raise
+                if len(sses) == 1 and (data := sses[0].data)[:1] == b"{":  # one chunk a read
+                    event = event_from_chunk(self._name, data)
                     if event is not None:
-                        batch.append(event)
-                if batch:
-                    yield tuple(batch)
+                        yield (event,)
+                    continue
+                batch, done, error = self._events(sses)
+                if batch:  # what came before a bad chunk is still relayed
+                    yield batch
+                if error is not None:
+                    raise error
+                if done:
+                    return
         finally:
             await response.aclose()
+
+    def _events(
+        self, sses: list[SseEvent]
+    ) -> tuple[EventBatch, bool, UpstreamInvalidResponseError | None]:
+        """The events of a read with several chunks; whether ``[DONE]`` ended it; a bad chunk."""
+        batch: list[StreamEvent] = []
+        for sse in sses:
+            data = sse.data
+            if data[:1] != b"{" and data.strip() == b"[DONE]":  # a chunk is a JSON object
+                return tuple(batch), True, None
+            try:
+                event = event_from_chunk(self._name, data)
+            except UpstreamInvalidResponseError as exc:
+                return tuple(batch), False, exc
+            if event is not None:
+                batch.append(event)
+        return tuple(batch), False, None

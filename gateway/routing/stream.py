@@ -47,10 +47,9 @@ class RoutedStream:
         try:
             while True:
                 for event in batch:
-                    if event.usage is not None:
-                        usage = event.usage
-                    if event.finish_reason is not None:
-                        finished = True
+                    if event.usage is not None or event.finish_reason is not None:
+                        usage = event.usage or usage
+                        finished = finished or event.finish_reason is not None
                 yield batch
                 try:
                     batch = await anext(self._events)

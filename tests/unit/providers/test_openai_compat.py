@@ -296,6 +296,39 @@ async def test_stream_yields_text_tool_call_deltas_finish_and_usage(
     ]
 
 
+async def test_stream_batches_are_the_chunks_of_one_read(
+    provider: OpenAICompatProvider, httpx_mock: HTTPXMock
+) -> None:
+    reads = [
+        chunk({"content": "a"}),
+        chunk({"content": "b"}) + chunk({"content": "c"}),
+        chunk({}, "stop") + b"data: [DONE]\n\n" + chunk({"content": "after the end"}),
+    ]
+    httpx_mock.add_response(url=URL, stream=IteratorStream(reads))
+
+    batches = [batch async for batch in provider.stream(simple_request())]
+
+    assert batches == [
+        (StreamEvent(delta="a"),),
+        (StreamEvent(delta="b"), StreamEvent(delta="c")),
+        (StreamEvent(finish_reason="stop"),),
+    ]
+
+
+async def test_a_bad_chunk_ends_the_stream_after_the_chunks_read_with_it(
+    provider: OpenAICompatProvider, httpx_mock: HTTPXMock
+) -> None:
+    reads = [chunk({"content": "a"}) + b"data: {not json\n\n" + chunk({"content": "b"})]
+    httpx_mock.add_response(url=URL, stream=IteratorStream(reads))
+    received: list[StreamEvent] = []
+
+    with pytest.raises(UpstreamInvalidResponseError):
+        async for batch in provider.stream(simple_request()):
+            received.extend(batch)
+
+    assert received == [StreamEvent(delta="a")]
+
+
 @pytest.mark.parametrize(
     ("status", "headers", "error_type"),
     [

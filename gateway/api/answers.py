@@ -6,9 +6,10 @@ ASGI-callable return value to the server untouched. Errors raised before the ans
 go through the app's exception handlers; once the first byte is out, a stream reports failures in-band.
 
 ``EventStreamAnswer`` relays frames as they come (a ``FinalFrame`` goes out with the end of the body,
-in one write) and watches ``receive`` for ``http.disconnect``: a
-client that goes away cancels the relay at once, which closes the upstream stream (its connection goes
-back or is dropped) instead of holding it until the next chunk would have been written.
+in one write) and, from ``WATCH_AFTER_S`` into the stream on, watches ``receive`` for
+``http.disconnect``: a client that goes away cancels the relay, which closes the upstream stream (its
+connection goes back or is dropped) instead of holding it until the next chunk would have been
+written.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import msgspec
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from gateway.api.context import SCOPE_KEY, RequestContext, body_send_of
+from gateway.api.disconnect import WATCH_AFTER_S
 
 _encoder = msgspec.json.Encoder()
 _JSON = (b"content-type", b"application/json")
@@ -96,7 +98,14 @@ class EventStreamAnswer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         relay = asyncio.current_task()
         assert relay is not None
-        watcher = asyncio.ensure_future(self._watch(receive, relay))
+        watcher: asyncio.Future[None] | None = None
+
+        def start_watching() -> None:
+            nonlocal watcher
+            watcher = asyncio.ensure_future(self._watch(receive, relay))
+
+        # As ``while_connected``: a stream shorter than this never pays for a watcher task.
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, start_watching)
         try:
             start: HTTPResponseStartEvent = {
                 "type": "http.response.start",
@@ -131,6 +140,8 @@ class EventStreamAnswer:
             if isinstance(context, RequestContext):
                 context.client_disconnected = True
         finally:
-            watcher.cancel()
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
             if isinstance(self.frames, AsyncGenerator):
                 await self.frames.aclose()

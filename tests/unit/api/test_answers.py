@@ -68,3 +68,32 @@ async def test_body_messages_skip_the_layers_that_only_look_at_the_start() -> No
 
     assert [m["type"] for m in wrapped.sent] == ["http.response.start"] * 2
     assert [m["body"] for m in outer.sent] == [b"a", b"b", b'{"ok":true}']
+
+
+async def test_a_client_that_leaves_mid_stream_ends_the_relay_and_closes_the_frames() -> None:
+    closed = asyncio.Event()
+    gone = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            gone.set()
+            await asyncio.Event().wait()  # an upstream that never sends again
+            yield b"never"
+        finally:
+            closed.set()
+
+    async def receive() -> Any:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    server = _Server()
+    context = RequestContext("id", "openai")
+    scope = {"type": "http", SCOPE_KEY: context}
+
+    # The watcher starts WATCH_AFTER_S into the stream (one short real wait).
+    await asyncio.wait_for(EventStreamAnswer(endless(), None)(scope, receive, server.send), 5)  # type: ignore[arg-type]
+
+    assert closed.is_set()
+    assert context.client_disconnected
+    assert [m.get("body") for m in server.sent[1:]] == [b"first"]

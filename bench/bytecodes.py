@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -29,14 +28,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import yaml
-
+from bench.instructions import chat_scope, production_app
 from bench.procs import Proc, free_port, install_cleanup, wait_http
 from bench.run import MESSAGES
-from bench.stack import MODEL, SSE_GAP_MODEL, GatewayOptions, gateway_yaml
+from bench.stack import MODEL, SSE_GAP_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
-_PROVIDERS = ("OPENAI", "GROQ", "OPENROUTER", "CEREBRAS")
 Key = tuple[str, str, int]
 
 
@@ -66,18 +63,7 @@ class OpcodeCounter:
 
 
 def _gateway_app(upstream: str) -> tuple[Any, Callable[[], Any]]:
-    from gateway.app import create_app
-    from gateway.config.loader import parse_settings
-    from gateway.observability.logging import configure_logging
-
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-bytecodes-"))
-    raw = yaml.safe_load(gateway_yaml(free_port(), workdir / "gateway.db", GatewayOptions()))
-    env = {f"{p}_ENDPOINT": upstream for p in _PROVIDERS}
-    env.update({f"{p}_API_KEY": "bench" for p in _PROVIDERS})
-    settings = parse_settings(raw, env, source="bench-bytecodes.yaml")
-    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - production logging, written nowhere
-    configure_logging("info", "json")
-    app = create_app(settings)
+    app = production_app(upstream)
     return app, app.lifespan
 
 
@@ -99,24 +85,6 @@ def _lean_app(upstream: str) -> tuple[Any, Callable[[], Any]]:
         await task
 
     return app, lifespan
-
-
-def _scope(body: bytes) -> dict[str, Any]:
-    path = "/v1/chat/completions"
-    return {
-        "type": "http",
-        "method": "POST",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
-        "http_version": "1.1",
-        "scheme": "http",
-        "server": ("127.0.0.1", 80),
-        "client": ("127.0.0.1", 1),
-        "root_path": "",
-        "asgi": {"version": "3.0"},
-    }
 
 
 async def _one(app: Any, scope: dict[str, Any], body: bytes) -> int:
@@ -147,7 +115,7 @@ async def _run(args: argparse.Namespace, upstream: str, counter: OpcodeCounter) 
     body = json.dumps(
         {"model": model, "messages": MESSAGES, "stream": args.kind != "json"}
     ).encode()
-    scope = _scope(body)
+    scope = chat_scope(body)
     failures = 0
 
     async def worker(count: int) -> None:

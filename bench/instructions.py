@@ -40,7 +40,8 @@ _COLLECTED = re.compile(rb"Collected : (\d+)")
 _PROVIDERS = ("OPENAI", "GROQ", "OPENROUTER", "CEREBRAS")
 
 
-def _scope(body: bytes) -> dict[str, Any]:
+def chat_scope(body: bytes) -> dict[str, Any]:
+    """The ASGI scope of a ``POST /v1/chat/completions`` carrying ``body``."""
     path = "/v1/chat/completions"
     return {
         "type": "http",
@@ -61,7 +62,7 @@ def _scope(body: bytes) -> dict[str, Any]:
 async def _drive(app: Any, body: bytes, concurrency: int, requests: int, warmup: int) -> int:
     """Calls the app ``warmup`` then ``requests`` times, ``concurrency`` at once; returns failures."""
     failures = 0
-    scope = _scope(body)
+    scope = chat_scope(body)
 
     async def one() -> None:
         nonlocal failures
@@ -93,23 +94,28 @@ async def _drive(app: Any, body: bytes, concurrency: int, requests: int, warmup:
     return failures
 
 
-def child(args: argparse.Namespace) -> int:
-    """The driven app; run under callgrind by the parent."""
-    import uvloop
-
+def production_app(upstream: str) -> Any:
+    """The gateway app with ``bench.run``'s production settings, every provider at ``upstream``."""
     from gateway.app import create_app
     from gateway.config.loader import parse_settings
     from gateway.observability.logging import configure_logging
 
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-instructions-"))
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-app-"))
     raw = yaml.safe_load(gateway_yaml(free_port(), workdir / "gateway.db", GatewayOptions()))
-    env = {f"{p}_ENDPOINT": args.upstream for p in _PROVIDERS}
+    env = {f"{p}_ENDPOINT": upstream for p in _PROVIDERS}
     env.update({f"{p}_API_KEY": "bench" for p in _PROVIDERS})
-    settings = parse_settings(raw, env, source="bench-instructions.yaml")
+    settings = parse_settings(raw, env, source="bench-app.yaml")
     # production logging (JSON at INFO), written where it costs what a file would
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     configure_logging("info", "json")
-    app = create_app(settings)
+    return create_app(settings)
+
+
+def child(args: argparse.Namespace) -> int:
+    """The driven app; run under callgrind by the parent."""
+    import uvloop
+
+    app = production_app(args.upstream)
     body = msgspec.json.encode(
         {"model": "chat", "messages": MESSAGES, "stream": args.kind == "sse"}
     )

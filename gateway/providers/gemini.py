@@ -31,16 +31,17 @@ from gateway.domain.types import (
 from gateway.errors import (
     InvalidRequestError,
     UnsupportedParameterError,
-    UpstreamError,
     UpstreamInvalidResponseError,
     UpstreamStreamError,
 )
 from gateway.providers.base import AdapterOptions
 from gateway.providers.http import (
+    SseEvent,
     UpstreamClient,
     decode_json,
     raise_for_upstream_status,
     sse_batches,
+    translate_read,
     upstream_errors,
 )
 from gateway.redaction import redact
@@ -393,19 +394,16 @@ class GeminiProvider:
         try:
             await raise_for_upstream_status(self._name, response, self._api_key)
             translator = StreamTranslator(self._name, self._api_key)
+
+            def feed(sse: SseEvent) -> StreamEvent | None:
+                return translator.feed(decode_json(self._name, sse.data))
+
             async for sses in sse_batches(self._name, response):
-                batch: list[StreamEvent] = []
-                try:
-                    for sse in sses:
-                        event = translator.feed(decode_json(self._name, sse.data))
-                        if event is not None:
-                            batch.append(event)
-                except UpstreamError:
-                    if batch:  # what came before the failure is still relayed
-                        yield tuple(batch)
-                    raise
+                batch, error = translate_read(sses, feed)
                 if batch:
-                    yield tuple(batch)
+                    yield batch
+                if error is not None:
+                    raise error
             if not translator.finished:
                 raise UpstreamStreamError(
                     f"{self._name}: stream ended without a finish reason", provider=self._name

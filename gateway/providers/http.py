@@ -10,7 +10,7 @@ import datetime
 import email.utils
 import math
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -18,6 +18,7 @@ import aiohttp
 import httpx
 import msgspec
 
+from gateway.domain.types import EventBatch, StreamEvent
 from gateway.errors import (
     UpstreamAuthError,
     UpstreamClientError,
@@ -359,6 +360,27 @@ class SseParser:
         rest, self._buffer = self._buffer.rstrip(b"\n"), b""
         event = _sse_block(rest) if rest else None
         return [event] if event is not None else []
+
+
+def translate_read(
+    sses: list[SseEvent],
+    feed: Callable[[SseEvent], StreamEvent | None],
+    done: Callable[[], bool] | None = None,
+) -> tuple[EventBatch, UpstreamError | None]:
+    """The events ``feed`` makes of one read's SSE events, up to the one after which ``done()``
+    holds; a failure ends the batch and is returned with the events before it, which are still
+    relayed."""
+    batch: list[StreamEvent] = []
+    for sse in sses:
+        try:
+            event = feed(sse)
+        except UpstreamError as exc:
+            return tuple(batch), exc
+        if event is not None:
+            batch.append(event)
+        if done is not None and done():
+            break
+    return tuple(batch), None
 
 
 async def sse_batches(provider: str, response: httpx.Response) -> AsyncIterator[list[SseEvent]]:

@@ -83,7 +83,7 @@ class PassThrough:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 if self.client_kind == "gateway":
-                    self.client = build_client(ClientLimits(), stack="aiohttp")
+                    self.client = build_client(ClientLimits())
                     self.upstream = UpstreamClient(self.client)
                     self._lean_headers = UpstreamClient.headers(self.url, self.headers)
                 else:

@@ -1,13 +1,10 @@
-"""The httpx transport the gateway runs on: httpx-aiohttp's, with answers read whole in one call.
+"""The aiohttp-backed httpx transport (``runtime.router.httpClient: aiohttp``): httpx-aiohttp's, with
+answers read whole in one call.
 
-httpx-aiohttp hands every answer over as a stream, and ``Response.aread()`` then pulls it through
-three async-generator layers (``aiter_bytes``, ``aiter_raw``, the transport's ``iter_chunked``),
-one hop each per read, even for a JSON answer the gateway always wants whole. A request marked
-``READ_WHOLE`` (``UpstreamClient.send`` marks the calls it does not stream) is answered with its
-body already read by aiohttp in one call, and handed over as read: ``httpx.Response(content=...)``
-would run the body through those generator layers once more (25 us against 5 us). Everything else
-(streams, errors, the mapping of aiohttp's exceptions to httpx's) is httpx-aiohttp's own. Other
-transports (tests' mocks) ignore the mark and are read the usual way.
+httpx-aiohttp hands every answer over as a stream; a request marked ``READ_WHOLE`` (see
+``gateway.providers.whole``) is answered with its body already read by aiohttp in one call.
+Everything else (streams, errors, the mapping of aiohttp's exceptions to httpx's) is
+httpx-aiohttp's own.
 
 Per call it also skips what aiohttp would redo from httpx's types: the URL is parsed once per
 request URL object (adapters keep theirs), and the headers go over as aiohttp's own multidict.
@@ -28,7 +25,8 @@ from httpx_aiohttp.transport import map_aiohttp_exceptions
 from multidict import CIMultiDict
 from yarl import URL
 
-READ_WHOLE: Final = "gateway.read_whole"
+from gateway.providers.whole import READ_WHOLE, whole_response
+
 _HTTP_11: Final = {"http_version": b"HTTP/1.1"}
 
 
@@ -94,7 +92,7 @@ class WholeAnswerTransport(AiohttpTransport):
                 except BaseException:
                     answer.close()  # half-read: the connection cannot be reused
                     raise
-                return _read_answer(answer, body, request)
+                return whole_response(answer.status, answer.raw_headers, body, request)
         return httpx.Response(
             answer.status,
             headers=answer.raw_headers,
@@ -138,27 +136,3 @@ def _headers(headers: httpx.Headers) -> CIMultiDict[str]:
     """What aiohttp builds from httpx's decoded items, built from the raw pairs in one go."""
     encoding = headers.encoding  # what ``items()`` decodes with
     return CIMultiDict([(k.decode(encoding), v.decode(encoding)) for k, v in headers.raw])
-
-
-def _read_answer(answer: ClientResponse, body: bytes, request: httpx.Request) -> httpx.Response:
-    """The httpx answer of a body aiohttp read whole, in the state ``Response.read()`` leaves.
-
-    httpx decodes a content coding on its read, so a coded body still takes that way; an uncoded
-    one is set as read (the four attributes ``read()`` sets; httpx is pinned, and the transport's
-    tests read such answers through httpx's public API).
-    """
-    response = httpx.Response(
-        answer.status,
-        headers=answer.raw_headers,
-        stream=httpx.ByteStream(body),
-        request=request,
-        extensions=_HTTP_11,
-    )
-    if answer.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        response.read()
-        return response
-    response._content = body
-    response._num_bytes_downloaded = len(body)
-    response.is_stream_consumed = True
-    response.is_closed = True
-    return response

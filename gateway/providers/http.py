@@ -31,7 +31,9 @@ from gateway.errors import (
     UpstreamStreamError,
     UpstreamTimeoutError,
 )
-from gateway.providers.aiohttp_transport import READ_WHOLE, WholeAnswerTransport
+from gateway.providers.aiohttp_transport import WholeAnswerTransport
+from gateway.providers.h1_transport import H1Transport
+from gateway.providers.whole import READ_WHOLE
 from gateway.redaction import redact
 
 _MAX_ERROR_TEXT = 500
@@ -51,20 +53,23 @@ def build_client(
     limits: ClientLimits,
     transport: httpx.AsyncBaseTransport | None = None,
     *,
-    stack: str = "httpx",
+    stack: str = "httptools",
 ) -> httpx.AsyncClient:
     """The pooled client of one provider. Redirects are never followed; proxies never read from env.
 
-    ``stack="aiohttp"`` keeps httpx's API over aiohttp's connection pool and HTTP parser (the
-    httpx-aiohttp transport); an explicit ``transport`` (tests) wins over both.
+    ``stack`` is the HTTP/1.1 machinery under httpx's API: ``"httptools"`` the gateway's own
+    transport (``H1Transport``: asyncio protocols and httptools' parser, the fastest),
+    ``"aiohttp"`` aiohttp's pool and parser (the httpx-aiohttp transport), ``"httpx"`` httpx's own
+    pool; an explicit ``transport`` (tests) wins over all three.
     """
-    if transport is None and stack == "aiohttp":
-        transport = WholeAnswerTransport(
-            limits=httpx.Limits(
-                max_connections=limits.max_connections,
-                max_keepalive_connections=limits.max_keepalive,
-            ),
-        )
+    pool_limits = httpx.Limits(
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive,
+    )
+    if transport is None and stack == "httptools":
+        transport = H1Transport(limits=pool_limits)
+    elif transport is None and stack == "aiohttp":
+        transport = WholeAnswerTransport(limits=pool_limits)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(
             connect=limits.connect_timeout_s,
@@ -72,10 +77,7 @@ def build_client(
             write=limits.write_timeout_s,
             pool=limits.pool_timeout_s,
         ),
-        limits=httpx.Limits(
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive,
-        ),
+        limits=pool_limits,
         follow_redirects=False,
         trust_env=False,
         transport=transport,

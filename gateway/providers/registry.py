@@ -46,7 +46,7 @@ def build_adapter(runtime: ProviderRuntime, client: httpx.AsyncClient) -> ChatPr
 
 class ProviderRegistry:
     def __init__(
-        self, transport_factory: TransportFactory | None = None, *, stack: str = "aiohttp"
+        self, transport_factory: TransportFactory | None = None, *, stack: str = "httptools"
     ) -> None:
         self._transport_factory = transport_factory
         self._stack = stack

@@ -23,7 +23,7 @@ def proxy(sims: SimCluster) -> Iterator[FaultProxy]:
 
 
 def _behind_proxy(
-    rig: RigFactory, proxy: FaultProxy, sims: SimCluster, *, connect: str, stack: str = "aiohttp"
+    rig: RigFactory, proxy: FaultProxy, sims: SimCluster, *, connect: str, stack: str = "httptools"
 ) -> Rig:
     return rig(
         env_changes={"OPENAI_ENDPOINT": proxy.rewrite(sims.endpoint("openai"))},
@@ -44,7 +44,7 @@ FAULTS: dict[str, tuple[Callable[[FaultProxy], None], str]] = {
     # The provider accepted the connection and the request, then dropped it: "connection closed".
     "reset_after_request": (_reset_after_request, "server_error"),
 }
-STACKS = ("aiohttp", "httpx")
+STACKS = ("httptools", "aiohttp", "httpx")
 
 
 def _cases() -> list[Any]:

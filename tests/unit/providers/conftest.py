@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
 import pytest_asyncio
 from pytest_httpx import IteratorStream
+
+from tests.unit.providers.rawserver import RawServer
 
 API_KEY = "sk-test-canary-0123456789"
 
@@ -47,3 +50,12 @@ def cut_stream() -> Callable[[list[bytes]], IteratorStream]:
         return IteratorStream(body())
 
     return build
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RawServer]:
+    raw = RawServer()
+    listener = await asyncio.start_server(raw._serve, "127.0.0.1", 0)
+    raw.port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        yield raw

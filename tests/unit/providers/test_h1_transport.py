@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import trustme
 
 from gateway.providers.h1_transport import H1Transport
 from gateway.providers.http import ClientLimits, UpstreamClient, build_client
@@ -352,3 +354,42 @@ async def test_build_client_runs_on_this_transport_by_default(server: RawServer)
         assert (await upstream.send(request)).content == BODY
     finally:
         await client.aclose()
+
+
+async def test_https_is_spoken_with_sni_and_the_server_certificate_is_verified(
+    server: RawServer,
+) -> None:
+    ca = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("upstream.test").configure_cert(served)
+    listener = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=served)
+    port = listener.sockets[0].getsockname()[1]
+    trusted = ssl.create_default_context()
+    ca.configure_trust(trusted)
+    good, untrusted = (
+        H1Transport(limits=httpx.Limits(max_connections=2), ssl_context=context)
+        for context in (trusted, ssl.create_default_context())
+    )
+    server.answers = whole(3)
+    try:
+        async with listener:
+            for _ in range(2):  # the second call reuses the TLS connection
+                request = httpx.Request(
+                    "POST",
+                    f"https://127.0.0.1:{port}/v1/x",
+                    content=b"{}",
+                    extensions={"sni_hostname": "upstream.test"},
+                )
+                assert await (await good.handle_async_request(request)).aread() == BODY
+            assert server.connections == 1
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusted.handle_async_request(
+                    httpx.Request(
+                        "GET",
+                        f"https://127.0.0.1:{port}/",
+                        extensions={"sni_hostname": "upstream.test"},
+                    )
+                )
+    finally:
+        await good.aclose()
+        await untrusted.aclose()

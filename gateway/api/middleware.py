@@ -103,10 +103,10 @@ class RequestContextMiddleware:
         if gateway is not None:
             metrics = gateway.metrics
             status_class = _STATUS_CLASSES.get(status // 100, "5xx")
-            metrics.child(metrics.request_duration, context.api, status_class).observe(duration)
+            metrics.histogram(metrics.request_duration, context.api, status_class).observe(duration)
             if routing is not None:
                 overhead = max(0.0, duration - upstream_s)
-                metrics.child(metrics.overhead, context.api).observe(overhead)
+                metrics.histogram(metrics.overhead, context.api).observe(overhead)
         if context.client_disconnected:
             fields["client_disconnected"] = True
         if scope["path"] in _QUIET_PATHS and status < 400:

@@ -231,7 +231,7 @@ class HealthBook:
         if entry is not None:
             entry.inflight += delta
         metrics = self._metrics
-        metrics.child(metrics.inflight, metrics.bounds.provider(name)).inc(delta)
+        metrics.value(metrics.inflight, metrics.bounds.provider(name)).inc(delta)
 
     def inflight(self, name: str) -> int:
         entry = self._health.get(name)

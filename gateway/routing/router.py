@@ -115,13 +115,13 @@ class Router:
     ) -> None:
         m = self.metrics
         label = m.bounds.provider(admission.provider)
-        m.child(m.upstream_requests, label, "success").inc()
-        m.child(m.upstream_latency, label).observe(latency_s)
+        m.value(m.upstream_requests, label, "success").inc()
+        m.histogram(m.upstream_latency, label).observe(latency_s)
         if ttft_s is not None:
-            m.child(m.upstream_ttft, label).observe(ttft_s)
+            m.histogram(m.upstream_ttft, label).observe(ttft_s)
         if usage is not None:
-            m.child(m.tokens, label, "prompt").inc(usage.prompt_tokens)
-            m.child(m.tokens, label, "completion").inc(usage.completion_tokens)
+            m.value(m.tokens, label, "prompt").inc(usage.prompt_tokens)
+            m.value(m.tokens, label, "completion").inc(usage.completion_tokens)
         self.health.record_success(admission, latency_s, ttft_s)
         log.debug(
             "upstream_call", provider=admission.provider, outcome="success", latency_s=latency_s
@@ -129,7 +129,7 @@ class Router:
 
     def record_failure(self, admission: Admission, error: UpstreamError) -> None:
         m = self.metrics
-        m.child(m.upstream_requests, m.bounds.provider(admission.provider), error.label).inc()
+        m.value(m.upstream_requests, m.bounds.provider(admission.provider), error.label).inc()
         self.health.record_failure(admission, error)
         log.debug("upstream_call", provider=admission.provider, outcome=error.label)
 
@@ -177,7 +177,7 @@ class Router:
         m = self.metrics
         b = m.bounds
         served = record.served
-        m.child(
+        m.value(
             m.routing_decisions,
             b.route(record.plan.route),
             b.model(record.plan.requested),
@@ -187,7 +187,7 @@ class Router:
             record.reason,
         ).inc()
         if record.fallback and served is not None:
-            m.child(
+            m.value(
                 m.fallbacks,
                 b.provider(record.plan.candidates[0].ref.provider),
                 b.provider(served.ref.provider),

@@ -75,3 +75,52 @@ def test_breaker_state_and_transitions_are_recorded() -> None:
         )
     metrics.record_breaker_state("mystery", "open", transition=False)
     assert get("gateway_breaker_state", {"provider": "other"}) == 2
+
+
+def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, tuple[str, ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value  # type: ignore[misc]
+        for m in registry.collect()
+        if m.name == name
+        for s in m.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def _twins() -> tuple[GatewayMetrics, GatewayMetrics]:
+    bounds = LabelBounds(["openai"], [], [])
+    return GatewayMetrics(CollectorRegistry(), bounds), GatewayMetrics(CollectorRegistry(), bounds)
+
+
+def test_histogram_handles_fill_the_buckets_prometheus_client_fills() -> None:
+    fast, stock = _twins()
+    # on every bound exactly, between bounds, below the first, above the last
+    amounts = [0.0, 0.0001, 0.00011, 0.001, 0.0049, 0.005, 0.3, 0.5, 0.50001, 7.0, -1.0]
+    for amount in amounts:
+        fast.histogram(fast.overhead, "openai").observe(amount)
+        stock.overhead.labels("openai").observe(amount)
+    name = "gateway_overhead_seconds"
+    assert _samples(fast.registry, name) == _samples(stock.registry, name)
+    assert _samples(fast.registry, name)[(f"{name}_count", (("api", "openai"),))] == len(amounts)
+
+
+def test_value_handles_count_like_prometheus_client() -> None:
+    fast, stock = _twins()
+    for amount in (1, 5, 0.5):
+        fast.value(fast.tokens, "openai", "prompt").inc(amount)
+        stock.tokens.labels("openai", "prompt").inc(amount)
+    for delta in (1, 1, -1):
+        fast.value(fast.inflight, "openai").inc(delta)
+        stock.inflight.labels("openai").inc(delta)
+    for name in ("gateway_tokens", "gateway_inflight_requests"):
+        assert _samples(fast.registry, name) == _samples(stock.registry, name)
+    fast.value(fast.tokens, "openai", "prompt").inc(-3)  # a counter never goes down
+    assert _samples(fast.registry, "gateway_tokens") == _samples(stock.registry, "gateway_tokens")
+
+
+def test_a_handle_is_made_once_per_label_set() -> None:
+    metrics, _ = _twins()
+    assert metrics.value(metrics.tokens, "openai", "prompt") is metrics.value(
+        metrics.tokens, "openai", "prompt"
+    )
+    assert metrics.histogram(metrics.overhead, "a") is not metrics.histogram(metrics.overhead, "b")

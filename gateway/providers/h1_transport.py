@@ -70,7 +70,8 @@ class _Connection(asyncio.Protocol):
     def begin(self, *, head_only: bool) -> None:
         """A new exchange (requests never overlap on one connection)."""
         self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
+        # httpx.Headers' own entries (raw name, lower-case name, value): handed over without a copy
+        self.headers: list[tuple[bytes, bytes, bytes]] = []
         self.head_done = False
         self.complete = False
         self.keep_alive = False
@@ -110,7 +111,7 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks (an exception raised here would surface wrapped; none is)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        self.headers.append((name, name.lower(), value))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -183,10 +184,10 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(None)
 
 
-def _ends_at_close(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+def _ends_at_close(status: int, headers: list[tuple[bytes, bytes, bytes]]) -> bool:
     if status in (204, 304):
         return False
-    return not any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)
+    return not any(key in (b"content-length", b"transfer-encoding") for _, key, _ in headers)
 
 
 class _Pool:
@@ -392,10 +393,12 @@ class H1Transport(httpx.AsyncBaseTransport):
             pool.discard(conn)
             raise
         body = _Body(conn, pool, read_timeout)
+        headers = httpx.Headers()
+        headers._list = conn.headers  # the parser's entries are already in httpx's form
         if request.extensions.get(READ_WHOLE):
-            return whole_response(conn.status, conn.headers, await body.read_all(), request)
+            return whole_response(conn.status, headers, await body.read_all(), request)
         return httpx.Response(
-            conn.status, headers=conn.headers, stream=body, request=request, extensions=_HTTP_11
+            conn.status, headers=headers, stream=body, request=request, extensions=_HTTP_11
         )
 
     async def aclose(self) -> None:

@@ -22,7 +22,7 @@ _HTTP_11: Final = {"http_version": b"HTTP/1.1"}
 
 def whole_response(
     status: int,
-    headers: Sequence[tuple[bytes, bytes]],
+    headers: httpx.Headers | Sequence[tuple[bytes, bytes]],
     body: bytes,
     request: httpx.Request,
 ) -> httpx.Response:

@@ -206,23 +206,25 @@ class _Pool:
         self._idle_count = 0
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
 
     async def acquire(
         self, origin: Origin, timeouts: dict[str, float | None], sni: str | None
     ) -> _Connection:
-        idle = self._idle.get(origin)
-        while idle:
-            conn = idle.pop()
-            self._idle_count -= 1
-            if self._fresh(conn):
-                return conn
-            self._drop(conn)
-        while self._open >= self._max:
-            if not self._close_one_idle():
-                await self._wait_for_slot(timeouts.get("pool"))
-                idle = self._idle.get(origin)
-                if idle:  # a connection to this origin came back: reuse it
-                    return await self.acquire(origin, timeouts, sni)
+        pool_s = timeouts.get("pool")
+        deadline = None if pool_s is None else time.monotonic() + pool_s
+        while True:
+            idle = self._idle.get(origin)
+            while idle:
+                conn = idle.pop()
+                self._idle_count -= 1
+                if self._fresh(conn):
+                    return conn
+                self._drop(conn)
+            if self._open < self._max or self._close_one_idle():
+                break
+            # one pool timeout for the whole wait, however often a slot is taken before us
+            await self._wait_for_slot(None if deadline is None else deadline - time.monotonic())
         self._open += 1
         try:
             return await self._connect(origin, timeouts.get("connect"), sni)
@@ -233,7 +235,7 @@ class _Pool:
 
     def release(self, conn: _Connection) -> None:
         """A connection whose exchange ended: back to the pool if it can carry another one."""
-        if conn.reusable() and self._idle_count < self._max_idle:
+        if conn.reusable() and self._idle_count < self._max_idle and not self._closed:
             conn.idle_since = time.monotonic()
             self._idle.setdefault(conn.origin, deque()).append(conn)
             self._idle_count += 1
@@ -251,6 +253,7 @@ class _Pool:
         self._drop(conn)
 
     def close_all(self) -> None:
+        self._closed = True  # connections still in use are closed when their exchange ends
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()
@@ -278,8 +281,14 @@ class _Pool:
         try:
             async with asyncio.timeout(limit_s):
                 await waiter
-        except TimeoutError:
-            raise httpx.PoolTimeout("no upstream connection free within the pool timeout") from None
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._notify()  # woken, but leaving: the freed slot goes to the next waiter
+            if isinstance(exc, TimeoutError):
+                raise httpx.PoolTimeout(
+                    "no upstream connection free within the pool timeout"
+                ) from None
+            raise
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)

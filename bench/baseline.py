@@ -3,10 +3,11 @@
 ``POST /v1/chat/completions`` is forwarded unchanged to ``<upstream>/chat/completions`` with one shared
 ``httpx.AsyncClient`` over ``httpx_aiohttp.AiohttpTransport`` (``--client httpx`` for httpx's own pool),
 a pre-parsed URL and ``send()`` of a built request; ``--client gateway`` uses the gateway's own
-client path instead (``UpstreamClient`` over ``WholeAnswerTransport``: what the pass-through would
-cost with every client-side saving the gateway has); a JSON answer is read whole and sent with its
-length, an SSE answer is relayed chunk by chunk. No routing, logging, metrics or storage: what any
-Python proxy on this stack must pay. Served by uvicorn with one worker, like ``gateway serve``.
+client path instead (``UpstreamClient`` over the default client stack, ``H1Transport``: what
+the pass-through would cost with every client-side saving the gateway has); a JSON answer is read
+whole and sent with its length, an SSE answer is relayed chunk by chunk. No routing, logging,
+metrics or storage: what any Python proxy on this stack must pay. Served by uvicorn with one
+worker, like ``gateway serve``.
 
 Run: ``python -m bench.baseline --port 9100 --upstream http://127.0.0.1:9000/v1``.
 """

@@ -1,8 +1,9 @@
 """``gateway serve`` with a production feature switched off, to price it (benchmark only).
 
-``--no-metrics``: every Prometheus child the gateway asks for (``metric.labels(...)``) is a no-op, so
-label lookups and observations cost nothing; collectors are still registered and ``/metrics`` still
-answers. Logging is switched off through the configuration instead (``logging.level``).
+``--no-metrics``: every Prometheus child the gateway asks for (``metric.labels(...)``, and the
+handles of ``GatewayMetrics.value`` and ``.histogram``) is a no-op, so label lookups and observations
+cost nothing; collectors are still registered and ``/metrics`` still answers. Logging is switched
+off through the configuration instead (``logging.level``).
 
 Run: ``python -m bench.gateway_shim --no-metrics serve --config ...``.
 """
@@ -32,6 +33,14 @@ def disable_metrics() -> None:
         return nop
 
     metrics.MetricWrapperBase.labels = labels  # type: ignore[method-assign,assignment]
+
+    from gateway.observability.metrics import GatewayMetrics
+
+    def handle(self: Any, metric: Any, *labels: str) -> _Nop:
+        return nop
+
+    GatewayMetrics.value = handle  # type: ignore[method-assign,assignment]
+    GatewayMetrics.histogram = handle  # type: ignore[method-assign,assignment]
 
 
 def main() -> int:

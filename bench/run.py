@@ -100,8 +100,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--variants",
         default=None,
-        help="gateway variants for the feature costs: logging-off,metrics-off,all-off,httpx-client "
-        "(default: all but --quick: none; 'none' to skip)",
+        help="gateway variants for the feature costs: logging-off,metrics-off,all-off,"
+        "aiohttp-client,httpx-client (default: all but --quick: none; 'none' to skip)",
     )
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     p.add_argument(
@@ -131,7 +131,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else 1.0
     args.repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     if args.variants is None:
-        args.variants = "none" if args.quick else "logging-off,metrics-off,all-off,httpx-client"
+        args.variants = (
+            "none" if args.quick else "logging-off,metrics-off,all-off,aiohttp-client,httpx-client"
+        )
     args.scaling = args.scaling == "on" or (args.scaling == "auto" and not args.quick)
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
     args.kinds = [k for k in args.kinds.split(",") if k]
@@ -385,14 +387,15 @@ class Bench:
             "all-off": GatewayOptions(
                 name="gateway-all-off", log_level="warning", metrics=False, http_client=http_client
             ),
+            "aiohttp-client": GatewayOptions(name="gateway-aiohttp-client", http_client="aiohttp"),
             "httpx-client": GatewayOptions(name="gateway-httpx-client", http_client="httpx"),
         }
         started: list[tuple[str, str]] = []
         for variant in self.args.variants:
             if variant not in options:
                 raise SystemExit(f"unknown variant {variant!r}; known: {', '.join(options)}")
-            if variant == "httpx-client" and not supports_http_client():
-                self.notes.append("variant httpx-client skipped: no runtime.router.httpClient")
+            if variant.endswith("-client") and not supports_http_client():
+                self.notes.append(f"variant {variant} skipped: no runtime.router.httpClient")
                 continue
             try:
                 self.stack.start_gateway(options[variant])

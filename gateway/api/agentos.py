@@ -21,7 +21,7 @@ from gateway.api.bodies import (
     check_uuid,
     decode,
 )
-from gateway.api.context import gateway_of, note_routing, request_id_of
+from gateway.api.context import gateway_of, note_routing
 from gateway.api.disconnect import connected_guard
 from gateway.api.limits import check_request_limits
 from gateway.api.raw_request import header, read_body
@@ -194,7 +194,7 @@ class AgentController(Controller):
             note_routing(request, streaming.routing)
             return EventStreamAnswer(
                 _agentos_frames(streaming),
-                streaming.routing.headers(request_id_of(request)),
+                streaming.routing.headers(),
                 status=207,
             )
         reply = await service.post_message(
@@ -213,7 +213,7 @@ class AgentController(Controller):
             "state": "completed",
             "routing": reply.routing.to_json(),
         }
-        return JsonAnswer(answer, 200, reply.routing.headers(request_id_of(request)))
+        return JsonAnswer(answer, 200, reply.routing.headers())
 
 
 def _route_choice(request: AnyRequest, body: MessageBody) -> RouteChoice | None:

@@ -48,11 +48,6 @@ def context_of(request: Request[Any, Any, Any]) -> RequestContext | None:
     return context if isinstance(context, RequestContext) else None
 
 
-def request_id_of(request: Request[Any, Any, Any]) -> str:
-    context = context_of(request)
-    return context.request_id if context is not None else ""
-
-
 def note_routing(request: Request[Any, Any, Any], record: RoutingRecord) -> None:
     """Hand the routing record to the middleware for the request log line and overhead metric."""
     context = context_of(request)

@@ -65,11 +65,11 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [
-                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                # This is the one place that sets X-Request-ID: no answer carries its own.
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id.encode()),
                 ]
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
             await send(message)
 
         bound = REQUEST_ID.set(request_id)

@@ -30,7 +30,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.answers import EventStreamAnswer, FinalFrame, JsonAnswer
 from gateway.api.auth import scope_of
-from gateway.api.context import gateway_of, note_routing, request_id_of
+from gateway.api.context import gateway_of, note_routing
 from gateway.api.disconnect import while_connected
 from gateway.api.limits import check_request_limits
 from gateway.api.openai_answers import ChunkBuilder, completion_json, error_frame
@@ -96,7 +96,7 @@ async def chat_answer(request: AnyRequest) -> ASGIApp:
             str(served.ref) if served else call.model, include_usage=call.include_usage
         )
         return EventStreamAnswer(
-            _chunks(routed, builder), routed.record.headers(request_id_of(request))
+            _chunks(routed, builder), routed.record.headers()
         )
     result, record = await while_connected(
         request.scope, request.receive, router.complete(plan, chat)
@@ -104,7 +104,7 @@ async def chat_answer(request: AnyRequest) -> ASGIApp:
     note_routing(request, record)
     served_model = str(record.served.ref) if record.served else call.model
     return JsonAnswer(
-        completion_json(result, served_model), 200, record.headers(request_id_of(request))
+        completion_json(result, served_model), 200, record.headers()
     )
 
 

@@ -82,9 +82,9 @@ class RoutingRecord:
             "attempts": [a.to_json() for a in self.attempts],
         }
 
-    def headers(self, request_id: str) -> dict[str, str]:
+    def headers(self) -> dict[str, str]:
+        """The routing headers of an answer (X-Request-ID is the request middleware's)."""
         headers = {
-            "x-request-id": request_id,
             "x-gateway-fallback": "true" if self.fallback else "false",
             "x-gateway-attempts": str(self.upstream_calls),
         }

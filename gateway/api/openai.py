@@ -95,17 +95,13 @@ async def chat_answer(request: AnyRequest) -> ASGIApp:
         builder = ChunkBuilder(
             str(served.ref) if served else call.model, include_usage=call.include_usage
         )
-        return EventStreamAnswer(
-            _chunks(routed, builder), routed.record.headers()
-        )
+        return EventStreamAnswer(_chunks(routed, builder), routed.record.headers())
     result, record = await while_connected(
         request.scope, request.receive, router.complete(plan, chat)
     )
     note_routing(request, record)
     served_model = str(record.served.ref) if record.served else call.model
-    return JsonAnswer(
-        completion_json(result, served_model), 200, record.headers()
-    )
+    return JsonAnswer(completion_json(result, served_model), 200, record.headers())
 
 
 class OpenAIController(Controller):

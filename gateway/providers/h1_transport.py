@@ -49,11 +49,6 @@ _DEFAULT_PORTS: Final = {b"http": 80, b"https": 443}
 _HIGH_WATER: Final = 256 * 1024
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(httpx.ReadTimeout("timed out waiting for the upstream's answer"))
-
-
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: the parser's callbacks fill the current exchange's state."""
 
@@ -65,6 +60,9 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        # The read timeout: one timer per connection, re-armed only when it fires early (see wait)
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self.begin(head_only=False)
 
     def begin(self, *, head_only: bool) -> None:
@@ -126,11 +124,13 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
+        waiter = self._waiter  # _wake inlined: this runs once per upstream chunk
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         self._buffered += len(body)
         if self._buffered > _HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
-        self._wake()
 
     def on_message_complete(self) -> None:
         if self.head_done:
@@ -154,22 +154,43 @@ class _Connection(asyncio.Protocol):
     async def wait(self, limit_s: float | None) -> None:
         """Until the parser or the socket has news, or ``limit_s`` seconds (``ReadTimeout``).
 
-        A bare timer, not ``asyncio.timeout``: this runs once per chunk of every stream."""
+        This runs once per chunk of every stream, so it neither enters ``asyncio.timeout`` nor
+        arms a timer of its own: it moves the connection's deadline, and the one timer, armed at
+        the first wait, only checks the deadline when it fires (re-arming itself if it moved)."""
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        timer = None if limit_s is None else loop.call_later(limit_s, _expire, waiter)
+        if limit_s is not None:
+            self._deadline = loop.time() + limit_s
+            if self._timer is None:
+                self._timer = loop.call_at(self._deadline, self._check_deadline)
         try:
             await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nobody waits: the next wait arms a timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline:
+            waiter.set_exception(httpx.ReadTimeout("timed out waiting for the upstream's answer"))
+        else:
+            self._timer = loop.call_at(self._deadline, self._check_deadline)
+
+    def disarm(self) -> None:
+        """No exchange waits any more (the connection is idle or closed): no timer either."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def reusable(self) -> bool:
         return self.complete and self.keep_alive and not self.closed
 
     def close(self) -> None:
         self.closed = True
+        self.disarm()
         if self.transport is not None:
             self.transport.close()
 
@@ -236,6 +257,7 @@ class _Pool:
     def release(self, conn: _Connection) -> None:
         """A connection whose exchange ended: back to the pool if it can carry another one."""
         if conn.reusable() and self._idle_count < self._max_idle and not self._closed:
+            conn.disarm()
             conn.idle_since = time.monotonic()
             self._idle.setdefault(conn.origin, deque()).append(conn)
             self._idle_count += 1

@@ -184,6 +184,29 @@ async def test_a_stalled_answer_is_a_read_timeout(
         await transport.handle_async_request(post(server.port, whole=True, read_timeout=0.1))
 
 
+async def test_a_stream_longer_than_the_read_timeout_is_not_cut_while_chunks_keep_coming(
+    server: RawServer, transport: H1Transport
+) -> None:
+    async def trickle(writer: asyncio.StreamWriter) -> None:
+        writer.write(SSE_HEAD)
+        for i in range(5):  # 0.3 s in all, never 0.1 s without a chunk
+            await asyncio.sleep(0.06)
+            writer.write(chunk(b"data: %d\n\n" % i))
+            await writer.drain()
+        await asyncio.sleep(0.2)  # then a stall: the read timeout ends it
+        writer.write(b"0\r\n\r\n")
+
+    server.answers = [trickle]
+    response = await transport.handle_async_request(
+        post(server.port, whole=False, read_timeout=0.1)
+    )
+    pieces = []
+    with pytest.raises(httpx.ReadTimeout):
+        async for piece in response.aiter_raw():
+            pieces.append(piece)
+    assert b"".join(pieces) == b"".join(b"data: %d\n\n" % i for i in range(5))
+
+
 async def test_a_refused_connection_is_a_connect_error(transport: H1Transport) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

@@ -7,6 +7,7 @@ thrown away and repeated after the machine has calmed down.
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 from dataclasses import dataclass
@@ -69,6 +70,28 @@ class Measurement:
         }
 
 
+def server_latency(log: Path, offset: int) -> dict[str, float]:
+    """Percentiles of the gateway's own request durations (its access log, from ``offset``): the
+    time from the request reaching the app to its answer being handed to the server, without the
+    sockets, uvicorn's parsing and the load generator. Empty for servers that log no such lines."""
+    durations: list[float] = []
+    with log.open("rb") as lines:
+        lines.seek(offset)
+        for line in lines:
+            # a line still being written has no newline yet
+            if line.endswith(b"\n") and b'"event":"request"' in line and b'"duration_ms"' in line:
+                durations.append(float(json.loads(line)["duration_ms"]))
+    if not durations:
+        return {}
+    durations.sort()
+    last = len(durations) - 1
+    return {
+        "server_p50_ms": durations[last // 2],
+        "server_p99_ms": durations[min(last, round(0.99 * last))],
+        "server_max_ms": durations[last],
+    }
+
+
 def measure(
     *,
     target: str,
@@ -99,6 +122,7 @@ def measure(
     ours0 = sum(p.cpu() for p in ours)
     kids0 = children_cpu()
     busy0 = busy_seconds()
+    log_offset = measured.log_path.stat().st_size
     t0 = time.monotonic()
     raw = drive(load, tool, load_cpu)
     elapsed = time.monotonic() - t0
@@ -135,6 +159,7 @@ def measure(
         "rss_mb": mem["VmRSS"] / 1024,
         "hwm_mb": mem["VmHWM"] / 1024,
         "foreign_cpu": max(0.0, (busy - ours_cpu) / (elapsed * cores)) if elapsed else 0.0,
+        **server_latency(measured.log_path, log_offset),
     }
 
 

@@ -99,6 +99,10 @@ def summarize_matrix(runs: list[dict[str, Any]], phase: str) -> list[dict[str, A
                 if target in ("baseline", "direct")
                 else _ratio_vs(group, baseline, "cpu_us_per_req", key),
                 "noisy_runs": sum(1 for r in group if r.get("noisy")),
+                # the gateway's own durations (its access log): what the app took, sockets excluded
+                "server_p50_ms": med(r.get("server_p50_ms") for r in group),
+                "server_p99_ms": med(r.get("server_p99_ms") for r in group),
+                "server_max_ms": med(r.get("server_max_ms") for r in group),
             }
         )
     return rows
@@ -375,6 +379,30 @@ def _profile_lines(prof: dict[str, Any]) -> list[str]:
     return out
 
 
+def _server_table(out: list[str], s: dict[str, Any]) -> None:
+    """Where a load generator's tail comes from: the gateway's own durations beside its latencies."""
+    served = [r for r in s["matrix"] if r.get("server_p99_ms") is not None]
+    if served:
+        _table(
+            out,
+            "The gateway's own request durations (its access log) beside the load generator's",
+            ["target", "kind", "c", "p50", "server p50", "p99", "server p99", "server max"],
+            (
+                [
+                    r["target"],
+                    r["kind"],
+                    str(r["concurrency"]),
+                    _f(r["p50_ms"]) + " ms",
+                    _f(r["server_p50_ms"]) + " ms",
+                    _f(r["p99_ms"]) + " ms",
+                    _f(r["server_p99_ms"]) + " ms",
+                    _f(r["server_max_ms"]) + " ms",
+                ]
+                for r in served
+            ),
+        )
+
+
 def markdown(results: dict[str, Any]) -> str:
     s, a = results["summary"], results["args"]
     out = _intro(results)
@@ -397,6 +425,7 @@ def markdown(results: dict[str, Any]) -> str:
         rows = [r for r in s["matrix"] if r["kind"] == kind]
         if rows:
             _table(out, title, header, _matrix_rows(rows))
+    _server_table(out, s)
     if s["sse_check"]:
         _table(
             out,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -89,11 +90,24 @@ class Observe:
         self._buckets[bisect_left(self._bounds, amount)].inc(1)
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderSeries:
+    """One provider's per-call series, looked up once: a call's bookkeeping reads attributes."""
+
+    success: Increment
+    latency: Observe
+    ttft: Observe
+    prompt_tokens: Increment
+    completion_tokens: Increment
+    inflight: Increment
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry, bounds: LabelBounds) -> None:
         self.registry = registry
-        self.bounds = bounds
+        self._bounds = bounds
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._series: dict[str, ProviderSeries] = {}
         self.routing_decisions = Counter(
             "gateway_routing_decisions",
             "Routing decisions, one per routed request.",
@@ -173,6 +187,31 @@ class GatewayMetrics:
             ["provider", "kind"],
             registry=registry,
         )
+
+    @property
+    def bounds(self) -> LabelBounds:
+        return self._bounds
+
+    @bounds.setter
+    def bounds(self, bounds: LabelBounds) -> None:
+        """New bounds (a reload): a provider's label may change, so its series are looked up anew."""
+        self._bounds = bounds
+        self._series = {}
+
+    def series(self, provider: str) -> ProviderSeries:
+        """The per-call series of ``provider`` (its name bounded: ``other`` if not configured)."""
+        found = self._series.get(provider)
+        if found is None:
+            label = self._bounds.provider(provider)
+            found = self._series[provider] = ProviderSeries(
+                success=self.value(self.upstream_requests, label, "success"),
+                latency=self.histogram(self.upstream_latency, label),
+                ttft=self.histogram(self.upstream_ttft, label),
+                prompt_tokens=self.value(self.tokens, label, "prompt"),
+                completion_tokens=self.value(self.tokens, label, "completion"),
+                inflight=self.value(self.inflight, label),
+            )
+        return found
 
     def value(self, metric: Counter | Gauge, *labels: str) -> Increment:
         """The value of ``metric.labels(*labels)``, remembered (see ``Increment``)."""

@@ -230,8 +230,7 @@ class HealthBook:
         entry = self._health.get(name)
         if entry is not None:
             entry.inflight += delta
-        metrics = self._metrics
-        metrics.value(metrics.inflight, metrics.bounds.provider(name)).inc(delta)
+        self._metrics.series(name).inflight.inc(delta)
 
     def inflight(self, name: str) -> int:
         entry = self._health.get(name)

@@ -113,15 +113,14 @@ class Router:
         usage: Usage | None,
         ttft_s: float | None = None,
     ) -> None:
-        m = self.metrics
-        label = m.bounds.provider(admission.provider)
-        m.value(m.upstream_requests, label, "success").inc()
-        m.histogram(m.upstream_latency, label).observe(latency_s)
+        series = self.metrics.series(admission.provider)
+        series.success.inc()
+        series.latency.observe(latency_s)
         if ttft_s is not None:
-            m.histogram(m.upstream_ttft, label).observe(ttft_s)
+            series.ttft.observe(ttft_s)
         if usage is not None:
-            m.value(m.tokens, label, "prompt").inc(usage.prompt_tokens)
-            m.value(m.tokens, label, "completion").inc(usage.completion_tokens)
+            series.prompt_tokens.inc(usage.prompt_tokens)
+            series.completion_tokens.inc(usage.completion_tokens)
         self.health.record_success(admission, latency_s, ttft_s)
         log.debug(
             "upstream_call", provider=admission.provider, outcome="success", latency_s=latency_s

@@ -124,3 +124,14 @@ def test_a_handle_is_made_once_per_label_set() -> None:
         metrics.tokens, "openai", "prompt"
     )
     assert metrics.histogram(metrics.overhead, "a") is not metrics.histogram(metrics.overhead, "b")
+
+
+def test_a_providers_series_follow_new_label_bounds() -> None:
+    metrics = GatewayMetrics(CollectorRegistry(), LabelBounds(["openai"], [], []))
+    metrics.series("groq").success.inc()  # not configured yet: counted as "other"
+    metrics.bounds = LabelBounds(["openai", "groq"], [], [])  # a reload adds it
+    metrics.series("groq").success.inc()
+    counts = _samples(metrics.registry, "gateway_upstream_requests")
+    for provider in ("other", "groq"):
+        key = (("outcome", "success"), ("provider", provider))
+        assert counts[("gateway_upstream_requests_total", key)] == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -42,17 +41,6 @@ def whole(n: int = 1) -> list[Answer]:
     return [answer(head(len(BODY)) + BODY) for _ in range(n)]
 
 
-async def test_a_whole_answer_arrives_read_and_its_connection_is_reused(
-    server: RawServer, transport: H1Transport
-) -> None:
-    server.answers = whole(2)
-    first = await transport.handle_async_request(post(server.port, whole=True))
-    second = await transport.handle_async_request(post(server.port, whole=True))
-    assert (first.status_code, first.content, second.content) == (200, BODY, BODY)
-    assert first.is_stream_consumed and first.num_bytes_downloaded == len(BODY)
-    assert server.connections == 1
-
-
 async def test_a_streamed_answer_is_handed_over_chunk_by_chunk(
     server: RawServer, transport: H1Transport
 ) -> None:
@@ -74,20 +62,6 @@ async def test_a_streamed_answer_is_handed_over_chunk_by_chunk(
     assert pieces == [b"data: 1\n\n", b"data: 2\n\n"]
     again = await transport.handle_async_request(post(server.port, whole=True))
     assert again.content == BODY and server.connections == 1  # a finished stream is reused
-
-
-async def test_a_chunked_answer_is_read_whole(server: RawServer, transport: H1Transport) -> None:
-    body = chunk(BODY[:5]) + chunk(BODY[5:]) + b"0\r\n\r\n"
-    server.answers = [answer(head(None, b"Transfer-Encoding: chunked") + body)]
-    response = await transport.handle_async_request(post(server.port, whole=True))
-    assert response.content == BODY
-
-
-async def test_a_gzip_answer_is_decoded_by_httpx(server: RawServer, transport: H1Transport) -> None:
-    packed = gzip.compress(BODY)
-    server.answers = [answer(head(len(packed), b"Content-Encoding: gzip") + packed)]
-    response = await transport.handle_async_request(post(server.port, whole=True))
-    assert response.content == BODY
 
 
 async def test_an_answer_without_length_ends_at_the_close(
@@ -118,19 +92,6 @@ async def test_an_interim_answer_is_skipped(server: RawServer, transport: H1Tran
     server.answers = [answer(b"HTTP/1.1 100 Continue\r\n\r\n" + head(len(BODY)) + BODY)]
     response = await transport.handle_async_request(post(server.port, whole=True))
     assert (response.status_code, response.content) == (200, BODY)
-
-
-async def test_a_body_cut_halfway_is_an_error_and_its_connection_is_dropped(
-    server: RawServer, transport: H1Transport
-) -> None:
-    async def cut(writer: asyncio.StreamWriter) -> None:
-        writer.close()
-
-    server.answers = [half_answer(cut), *whole()]
-    with pytest.raises(httpx.RemoteProtocolError):
-        await transport.handle_async_request(post(server.port, whole=True))
-    after = await transport.handle_async_request(post(server.port, whole=True))
-    assert after.content == BODY and server.connections == 2
 
 
 async def test_a_reset_mid_stream_is_a_read_error(
@@ -349,21 +310,6 @@ async def test_a_reader_that_does_not_read_pushes_back_on_the_server(
     async for piece in response.aiter_raw():
         total += len(piece)
     assert total == len(big) and drained.is_set()
-
-
-async def test_each_request_goes_out_with_its_method_target_and_headers(
-    server: RawServer, transport: H1Transport
-) -> None:
-    base = f"http://127.0.0.1:{server.port}"
-    server.answers = whole(2)
-    for url, tag in ((base + "/v1/first", "a"), (base + "/v1/second?x=%C3%A9", "b")):
-        request = httpx.Request("POST", url, content=b"{}", headers={"X-Tag": tag})
-        response = await transport.handle_async_request(request)
-        assert await response.aread() == BODY
-        await response.aclose()
-    lines = [h.split(b"\r\n")[0] for h in server.heads]
-    assert lines == [b"post /v1/first http/1.1", b"post /v1/second?x=%c3%a9 http/1.1"]
-    assert all(b"content-length: 2" in h and b"x-tag:" in h for h in server.heads)
 
 
 async def test_build_client_runs_on_this_transport_by_default(server: RawServer) -> None:

@@ -12,8 +12,8 @@ Shape (httpx's API is untouched; adapters and tests' mock transports never see t
      |                           httpx.Response objects (read whole for READ_WHOLE calls)
      +-- _Pool                   keep-alive connections per origin, one limit for all of them,
      |                           callers waiting for a free slot up to the pool timeout
-     +-- _Connection             asyncio.Protocol + httptools.HttpResponseParser callbacks:
-     |                           one exchange at a time, body chunks queued for the reader
+     +-- H1Connection            (h1_connection.py) asyncio.Protocol + httptools' parser
+     |                           callbacks: one exchange at a time, body chunks queued
      +-- _Body                   httpx.AsyncByteStream: whatever has arrived, one step per read
 
 Failures are raised as httpx's own exceptions (``upstream_errors`` maps them): ``ConnectError`` /
@@ -35,180 +35,15 @@ import asyncio
 import ssl
 import time
 from collections import deque
-from typing import Final, cast
+from typing import Final
 
-import httptools
 import httpx
 
+from gateway.providers.h1_connection import H1Connection, Origin
 from gateway.providers.whole import READ_WHOLE, whole_response
 
-Origin = tuple[bytes, str, int]
 _HTTP_11: Final = {"http_version": b"HTTP/1.1"}
 _DEFAULT_PORTS: Final = {b"http": 80, b"https": 443}
-# Body bytes buffered for a slow reader before the socket stops being read (TCP pushes back).
-_HIGH_WATER: Final = 256 * 1024
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: the parser's callbacks fill the current exchange's state."""
-
-    def __init__(self, origin: Origin) -> None:
-        self.origin = origin
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.idle_since = 0.0
-        self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[None] | None = None
-        self._paused = False
-        # The read timeout: one timer per connection, re-armed only when it fires early (see wait)
-        self._deadline = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self.begin(head_only=False)
-
-    def begin(self, *, head_only: bool) -> None:
-        """A new exchange (requests never overlap on one connection)."""
-        self.status = 0
-        # httpx.Headers' own entries (raw name, lower-case name, value): handed over without a copy
-        self.headers: list[tuple[bytes, bytes, bytes]] = []
-        self.head_done = False
-        self.complete = False
-        self.keep_alive = False
-        self.error: httpx.TransportError | None = None
-        self.chunks: list[bytes] = []
-        self._buffered = 0
-        self._head_only = head_only  # a HEAD answer has no body whatever its length says
-
-    # asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(httpx.RemoteProtocolError(f"invalid HTTP/1.1 answer: {exc}"))
-            self.close()
-
-    def eof_received(self) -> bool:
-        return False  # close the transport: a half-closed connection is never reused
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.complete or self.error is not None:
-            return
-        if self.head_done and exc is None and _ends_at_close(self.status, self.headers):
-            self.complete = True  # no length, not chunked: the body ran until the close
-            self._wake()
-        elif exc is None:
-            self._fail(httpx.RemoteProtocolError("upstream closed the connection mid-answer"))
-        else:
-            self._fail(httpx.ReadError(f"upstream connection lost: {exc}"))
-
-    # httptools callbacks (an exception raised here would surface wrapped; none is)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if 100 <= status < 200:  # an interim answer (100 Continue...): the real one follows
-            self.headers = []
-            return
-        self.status = status
-        self.head_done = True
-        if self._head_only:
-            self.complete = True
-        self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-        waiter = self._waiter  # _wake inlined: this runs once per upstream chunk
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self._buffered += len(body)
-        if self._buffered > _HIGH_WATER and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
-
-    def on_message_complete(self) -> None:
-        if self.head_done:
-            # asked now: once feed_data returns, the parser is reset for the next answer
-            self.keep_alive = self._parser.should_keep_alive()
-            self.complete = True
-            self._wake()
-
-    # the reader's side
-
-    def take(self) -> bytes:
-        """Every body byte that has arrived, as one piece."""
-        chunks = self.chunks
-        self.chunks = []
-        self._buffered = 0
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def wait(self, limit_s: float | None) -> None:
-        """Until the parser or the socket has news, or ``limit_s`` seconds (``ReadTimeout``).
-
-        This runs once per chunk of every stream, so it neither enters ``asyncio.timeout`` nor
-        arms a timer of its own: it moves the connection's deadline, and the one timer, armed at
-        the first wait, only checks the deadline when it fires (re-arming itself if it moved)."""
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        if limit_s is not None:
-            self._deadline = loop.time() + limit_s
-            if self._timer is None:
-                self._timer = loop.call_at(self._deadline, self._check_deadline)
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
-    def _check_deadline(self) -> None:
-        self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return  # nobody waits: the next wait arms a timer again
-        loop = asyncio.get_running_loop()
-        if loop.time() >= self._deadline:
-            waiter.set_exception(httpx.ReadTimeout("timed out waiting for the upstream's answer"))
-        else:
-            self._timer = loop.call_at(self._deadline, self._check_deadline)
-
-    def disarm(self) -> None:
-        """No exchange waits any more (the connection is idle or closed): no timer either."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def reusable(self) -> bool:
-        return self.complete and self.keep_alive and not self.closed
-
-    def close(self) -> None:
-        self.closed = True
-        self.disarm()
-        if self.transport is not None:
-            self.transport.close()
-
-    def _fail(self, error: httpx.TransportError) -> None:
-        if self.error is None:
-            self.error = error
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-def _ends_at_close(status: int, headers: list[tuple[bytes, bytes, bytes]]) -> bool:
-    if status in (204, 304):
-        return False
-    return not any(key in (b"content-length", b"transfer-encoding") for _, key, _ in headers)
 
 
 class _Pool:
@@ -223,7 +58,7 @@ class _Pool:
         )
         self._expiry = limits.keepalive_expiry
         self._ssl = ssl_context
-        self._idle: dict[Origin, deque[_Connection]] = {}
+        self._idle: dict[Origin, deque[H1Connection]] = {}
         self._idle_count = 0
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -231,7 +66,7 @@ class _Pool:
 
     async def acquire(
         self, origin: Origin, timeouts: dict[str, float | None], sni: str | None
-    ) -> _Connection:
+    ) -> H1Connection:
         pool_s = timeouts.get("pool")
         deadline = None if pool_s is None else time.monotonic() + pool_s
         while True:
@@ -254,7 +89,7 @@ class _Pool:
             self._notify()
             raise
 
-    def release(self, conn: _Connection) -> None:
+    def release(self, conn: H1Connection) -> None:
         """A connection whose exchange ended: back to the pool if it can carry another one."""
         if conn.reusable() and self._idle_count < self._max_idle and not self._closed:
             conn.disarm()
@@ -265,12 +100,12 @@ class _Pool:
         else:
             self._drop(conn)
 
-    def _drop(self, conn: _Connection) -> None:
+    def _drop(self, conn: H1Connection) -> None:
         conn.close()
         self._open -= 1
         self._notify()
 
-    def discard(self, conn: _Connection) -> None:
+    def discard(self, conn: H1Connection) -> None:
         """A connection whose exchange did not end cleanly: closed, its slot freed."""
         self._drop(conn)
 
@@ -283,7 +118,7 @@ class _Pool:
         self._idle.clear()
         self._idle_count = 0
 
-    def _fresh(self, conn: _Connection) -> bool:
+    def _fresh(self, conn: H1Connection) -> bool:
         if conn.closed or conn.transport is None or conn.transport.is_closing():
             return False
         expiry = self._expiry
@@ -322,14 +157,16 @@ class _Pool:
                 waiter.set_result(None)
                 return
 
-    async def _connect(self, origin: Origin, limit_s: float | None, sni: str | None) -> _Connection:
+    async def _connect(
+        self, origin: Origin, limit_s: float | None, sni: str | None
+    ) -> H1Connection:
         scheme, host, port = origin
         tls = self._ssl if scheme == b"https" else None
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(limit_s):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(origin),
+                    lambda: H1Connection(origin),
                     host,
                     port,
                     ssl=tls,
@@ -347,8 +184,8 @@ class _Body(httpx.AsyncByteStream):
 
     __slots__ = ("_conn", "_pool", "_timeout")
 
-    def __init__(self, conn: _Connection, pool: _Pool, timeout: float | None) -> None:
-        self._conn: _Connection | None = conn
+    def __init__(self, conn: H1Connection, pool: _Pool, timeout: float | None) -> None:
+        self._conn: H1Connection | None = conn
         self._pool = pool
         self._timeout = timeout
 
@@ -385,11 +222,11 @@ class _Body(httpx.AsyncByteStream):
         if conn is not None:  # closed half-read: what is left of the answer is unknown
             self._abandon(conn)
 
-    def _end(self, conn: _Connection) -> None:
+    def _end(self, conn: H1Connection) -> None:
         self._conn = None
         self._pool.release(conn)
 
-    def _abandon(self, conn: _Connection) -> None:
+    def _abandon(self, conn: H1Connection) -> None:
         self._conn = None
         self._pool.discard(conn)
 

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -28,8 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench.instructions import chat_scope, production_app
-from bench.procs import Proc, free_port, install_cleanup, wait_http
+from bench.instructions import call_once, chat_scope, fast_upstream, production_app
+from bench.procs import install_cleanup
 from bench.run import MESSAGES
 from bench.stack import MODEL, SSE_GAP_MODEL
 
@@ -87,26 +86,6 @@ def _lean_app(upstream: str) -> tuple[Any, Callable[[], Any]]:
     return app, lifespan
 
 
-async def _one(app: Any, scope: dict[str, Any], body: bytes) -> int:
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-    connected = asyncio.Event()  # never set: the client stays
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        if pending:
-            return pending.pop()
-        await connected.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(dict(scope), receive, send)
-    return status
-
-
 async def _run(args: argparse.Namespace, upstream: str, counter: OpcodeCounter) -> int:
     app, lifespan = (_gateway_app if args.target == "gateway" else _lean_app)(upstream)
     model = SSE_GAP_MODEL if args.kind == "sse-gap" else MODEL
@@ -121,7 +100,7 @@ async def _run(args: argparse.Namespace, upstream: str, counter: OpcodeCounter) 
     async def worker(count: int) -> None:
         nonlocal failures
         for _ in range(count):
-            failures += await _one(app, scope, body) != 200
+            failures += await call_once(app, scope, body) != 200
 
     async def both(count: int) -> None:
         await asyncio.gather(worker(count // 2), worker(count - count // 2))
@@ -151,24 +130,12 @@ def main() -> int:
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args()
     install_cleanup()
-    port = free_port()
-    log = Path(tempfile.mkdtemp(prefix="gateway-bytecodes-")) / "upstream.log"
-    upstream = Proc(
-        "upstream",
-        [sys.executable, "-m", "bench.upstream", "--port", str(port)],
-        cpu=None,
-        log=log,
-        cwd=str(REPO),
-    )
     counter = OpcodeCounter()
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", upstream)
+    with fast_upstream("gateway-bytecodes-") as url:
         import uvloop
 
         started = time.monotonic()
-        failures = uvloop.run(_run(args, f"http://127.0.0.1:{port}/v1", counter))
-    finally:
-        upstream.stop()
+        failures = uvloop.run(_run(args, url, counter))
     if failures:
         raise SystemExit(f"{failures} of the requests failed")
     total = sum(counter.counts.values()) / args.requests

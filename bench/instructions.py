@@ -24,7 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,27 @@ def chat_scope(body: bytes) -> dict[str, Any]:
     }
 
 
+async def call_once(app: Any, scope: dict[str, Any], body: bytes) -> int:
+    """One request through the app over ASGI, its client staying connected: the answer's status."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+    never = asyncio.Event()
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        await never.wait()  # the client stays connected
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(dict(scope), receive, send)
+    return status
+
+
 async def _drive(app: Any, body: bytes, concurrency: int, requests: int, warmup: int) -> int:
     """Calls the app ``warmup`` then ``requests`` times, ``concurrency`` at once; returns failures."""
     failures = 0
@@ -66,23 +89,7 @@ async def _drive(app: Any, body: bytes, concurrency: int, requests: int, warmup:
 
     async def one() -> None:
         nonlocal failures
-        pending = [{"type": "http.request", "body": body, "more_body": False}]
-        never = asyncio.Event()
-        status = 0
-
-        async def receive() -> dict[str, Any]:
-            if pending:
-                return pending.pop()
-            await never.wait()  # the client stays connected
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-
-        await app(dict(scope), receive, send)
-        failures += status != 200
+        failures += await call_once(app, scope, body) != 200
 
     async def worker(count: int) -> None:
         for _ in range(count):
@@ -92,6 +99,24 @@ async def _drive(app: Any, body: bytes, concurrency: int, requests: int, warmup:
         for count in (warmup, requests):
             await asyncio.gather(*(worker(count // concurrency) for _ in range(concurrency)))
     return failures
+
+
+@contextmanager
+def fast_upstream(prefix: str) -> Iterator[str]:
+    """The fast fake upstream on a free port, for as long as the block runs: its ``/v1`` URL."""
+    port = free_port()
+    upstream = Proc(
+        "upstream",
+        [sys.executable, "-m", "bench.upstream", "--port", str(port)],
+        cpu=None,
+        log=Path(tempfile.mkdtemp(prefix=prefix)) / "upstream.log",
+        cwd=str(REPO),
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", upstream)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        upstream.stop()
 
 
 def production_app(upstream: str) -> Any:
@@ -164,30 +189,17 @@ def main() -> int:
     if args.child:
         return child(args)
     install_cleanup()
-    port = free_port()
-    log = Path(tempfile.mkdtemp(prefix="gateway-instructions-")) / "upstream.log"
-    upstream = Proc(
-        "upstream",
-        [sys.executable, "-m", "bench.upstream", "--port", str(port)],
-        cpu=None,
-        log=log,
-        cwd=str(REPO),
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health", upstream)
-        url = f"http://127.0.0.1:{port}/v1"
+    with fast_upstream("gateway-instructions-") as url:
         started = time.monotonic()
         with ThreadPoolExecutor(2) as pool:  # one valgrind per core
             small, large = pool.map(
                 lambda n: _count(url, args, n), (args.requests, 3 * args.requests)
             )
-        per_request = (large - small) / (2 * args.requests)
-        print(
-            f"{args.kind} c={args.concurrency} ({MODEL}): {per_request:,.0f} instructions a request "
-            f"({2 * args.requests} requests counted, {time.monotonic() - started:.0f} s)"
-        )
-    finally:
-        upstream.stop()
+    per_request = (large - small) / (2 * args.requests)
+    print(
+        f"{args.kind} c={args.concurrency} ({MODEL}): {per_request:,.0f} instructions a request "
+        f"({2 * args.requests} requests counted, {time.monotonic() - started:.0f} s)"
+    )
     return 0
 
 

@@ -16,8 +16,6 @@ one client's call and send it on every other client's calls (httpx's own stack n
 
 from __future__ import annotations
 
-from typing import Final
-
 import httpx
 from aiohttp import ClientResponse, ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
 from httpx_aiohttp import AiohttpTransport
@@ -25,9 +23,7 @@ from httpx_aiohttp.transport import map_aiohttp_exceptions
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.providers.whole import READ_WHOLE, whole_response
-
-_HTTP_11: Final = {"http_version": b"HTTP/1.1"}
+from gateway.providers.whole import HTTP_11, READ_WHOLE, whole_response
 
 
 class WholeAnswerTransport(AiohttpTransport):
@@ -98,7 +94,7 @@ class WholeAnswerTransport(AiohttpTransport):
             headers=answer.raw_headers,
             stream=AnswerStream(answer),
             request=request,
-            extensions=_HTTP_11,
+            extensions=HTTP_11,
         )
 
 

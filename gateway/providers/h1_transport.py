@@ -40,9 +40,8 @@ from typing import Final
 import httpx
 
 from gateway.providers.h1_connection import H1Connection, Origin
-from gateway.providers.whole import READ_WHOLE, whole_response
+from gateway.providers.whole import HTTP_11, READ_WHOLE, whole_response
 
-_HTTP_11: Final = {"http_version": b"HTTP/1.1"}
 _DEFAULT_PORTS: Final = {b"http": 80, b"https": 443}
 
 
@@ -76,7 +75,7 @@ class _Pool:
                 self._idle_count -= 1
                 if self._fresh(conn):
                     return conn
-                self._drop(conn)
+                self.discard(conn)
             if self._open < self._max or self._close_one_idle():
                 break
             # one pool timeout for the whole wait, however often a slot is taken before us
@@ -98,16 +97,13 @@ class _Pool:
             self._idle_count += 1
             self._notify()
         else:
-            self._drop(conn)
+            self.discard(conn)
 
-    def _drop(self, conn: H1Connection) -> None:
+    def discard(self, conn: H1Connection) -> None:
+        """A connection that will carry no other exchange: closed, its slot freed."""
         conn.close()
         self._open -= 1
         self._notify()
-
-    def discard(self, conn: H1Connection) -> None:
-        """A connection whose exchange did not end cleanly: closed, its slot freed."""
-        self._drop(conn)
 
     def close_all(self) -> None:
         self._closed = True  # connections still in use are closed when their exchange ends
@@ -128,7 +124,7 @@ class _Pool:
         for idle in self._idle.values():
             if idle:
                 self._idle_count -= 1
-                self._drop(idle.popleft())  # the longest idle
+                self.discard(idle.popleft())  # the longest idle
                 return True
         return False
 
@@ -266,7 +262,7 @@ class H1Transport(httpx.AsyncBaseTransport):
         if request.extensions.get(READ_WHOLE):
             return whole_response(conn.status, headers, await body.read_all(), request)
         return httpx.Response(
-            conn.status, headers=headers, stream=body, request=request, extensions=_HTTP_11
+            conn.status, headers=headers, stream=body, request=request, extensions=HTTP_11
         )
 
     async def aclose(self) -> None:

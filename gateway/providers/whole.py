@@ -17,7 +17,8 @@ from typing import Final
 import httpx
 
 READ_WHOLE: Final = "gateway.read_whole"
-_HTTP_11: Final = {"http_version": b"HTTP/1.1"}
+# what httpx's own transports report in a response's extensions
+HTTP_11: Final = {"http_version": b"HTTP/1.1"}
 
 
 def whole_response(
@@ -37,7 +38,7 @@ def whole_response(
         headers=headers,
         stream=httpx.ByteStream(body),
         request=request,
-        extensions=_HTTP_11,
+        extensions=HTTP_11,
     )
     if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
         response.read()

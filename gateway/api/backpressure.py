@@ -26,14 +26,46 @@ _ROUTED = re.compile(r"^/(agents/[^/]+/sessions/[^/]+/messages|v1/chat/completio
 _RETRY_AFTER_S = 1
 
 
-class ConcurrencyLimiter:
-    def __init__(self, app: ASGIApp, *, limit: int, queue: int) -> None:
-        self.app = app
+class ConcurrencySlots:
+    """The app's one count of routed requests in flight and waiting.
+
+    Shared by every ``ConcurrencyLimiter``: Litestar builds a route's middleware stack per route, so
+    a count kept in the middleware would give each route a limit of its own."""
+
+    __slots__ = ("_semaphore", "in_flight", "limit", "queue", "waiting")
+
+    def __init__(self, *, limit: int, queue: int) -> None:
         self.limit = max(1, limit)
         self.queue = max(0, queue)
         self.in_flight = 0
         self.waiting = 0
-        self._slots: asyncio.Semaphore | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+
+    def full(self) -> bool:
+        """Every slot taken (or promised to a waiter) and the queue full. Counted by hand, as
+        ``Semaphore.locked()`` scans its waiters on every call."""
+        return self.in_flight + self.waiting >= self.limit and self.waiting >= self.queue
+
+    async def acquire(self) -> None:
+        if self._semaphore is None:  # created in the serving loop, not at build time
+            self._semaphore = asyncio.Semaphore(self.limit)
+        self.waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= 1
+        self.in_flight += 1
+
+    def release(self) -> None:
+        assert self._semaphore is not None
+        self.in_flight -= 1
+        self._semaphore.release()
+
+
+class ConcurrencyLimiter:
+    def __init__(self, app: ASGIApp, *, slots: ConcurrencySlots) -> None:
+        self.app = app
+        self.slots = slots
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -43,33 +75,25 @@ class ConcurrencyLimiter:
         ):
             await self.app(scope, receive, send)
             return
-        if self._slots is None:  # created in the serving loop, not at import or build time
-            self._slots = asyncio.Semaphore(self.limit)
-        # Every slot taken (or promised to a waiter) and the queue full: refuse. Counted by hand,
-        # as ``Semaphore.locked()`` scans its waiters on every call.
-        if self.in_flight + self.waiting >= self.limit and self.waiting >= self.queue:
+        slots = self.slots
+        if slots.full():
             await self._refuse(scope, send)
             return
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-        self.in_flight += 1
+        await slots.acquire()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
-            self._slots.release()
+            slots.release()
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
+        slots = self.slots
         message = "the gateway is at its concurrency limit; retry shortly"
         if scope["path"].startswith("/v1/"):
             body: dict[str, object] = {
                 "error": {"message": message, "type": "rate_limit_error", "code": "backpressure"}
             }
         else:
-            details = {"limit": self.limit, "queue": self.queue, "inFlight": self.in_flight}
+            details = {"limit": slots.limit, "queue": slots.queue, "inFlight": slots.in_flight}
             body = {
                 "code": "backpressure",
                 "message": message,
@@ -77,8 +101,8 @@ class ConcurrencyLimiter:
                 # Agno-Go's fields, for its clients.
                 "error": "backpressure",
                 "retryAfterMs": _RETRY_AFTER_S * 1000,
-                "limit": self.limit,
-                "inFlight": self.in_flight,
+                "limit": slots.limit,
+                "inFlight": slots.in_flight,
             }
         payload = msgspec.json.encode(body)
         start: HTTPResponseStartEvent = {

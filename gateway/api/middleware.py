@@ -18,7 +18,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, HTTPScope, Message, Middleware, Receive, Scope, Send
 
 from gateway.api.auth import ClientAuthMiddleware
-from gateway.api.backpressure import ConcurrencyLimiter
+from gateway.api.backpressure import ConcurrencyLimiter, ConcurrencySlots
 from gateway.api.context import SCOPE_KEY, RequestContext
 from gateway.config.settings import Settings
 from gateway.observability.logging import REQUEST_ID
@@ -135,7 +135,9 @@ def middleware_for(settings: Settings) -> list[Middleware]:
         ClientAuthMiddleware,
         DefineMiddleware(
             ConcurrencyLimiter,
-            limit=runtime.max_concurrent_requests,
-            queue=runtime.request_queue,
+            # one count for the whole app, whichever route's stack a request goes through
+            slots=ConcurrencySlots(
+                limit=runtime.max_concurrent_requests, queue=runtime.request_queue
+            ),
         ),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable
 
 import httpx
@@ -47,3 +48,35 @@ def test_overload_is_refused_with_backpressure_and_breakers_stay_closed(
         assert health["openai"]["stats"]["errors"] == 0
         # Operations endpoints are never limited.
         assert client.get("/health").status_code == 200
+
+
+def test_both_apis_share_one_concurrency_limit(
+    settings_factory: Callable[..., Settings],
+    sim_env: dict[str, str],
+    start_gateway: Callable[..., ServerThread],
+    sims: SimCluster,
+) -> None:
+    settings = settings_factory(
+        env=sim_env, runtime={"maxConcurrentRequests": 1, "requestQueue": 0}
+    )
+    server = start_gateway(settings)
+    sims["openai"].set_faults(latency_ms=600)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        url = new_session(client, {"name": "bp", "model": "openai:gpt-4o-mini"})
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            message = pool.submit(client.post, url, json={"content": "hi"})
+            deadline = time.monotonic() + 5
+            while sims["openai"].request_count == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            chat = client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "openai:gpt-4o-mini",
+                    "messages": [{"role": "user", "content": "x"}],
+                },
+            )
+            assert message.result().status_code == 200
+    # The AgentOS message holds the one slot: the OpenAI API's call is refused, not let through.
+    assert chat.status_code == 429
+    assert chat.json()["error"]["code"] == "backpressure"
+    assert sims["openai"].request_count == 1

@@ -12,9 +12,14 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.api.agentos import AgentController
+from gateway.api.direct import GatewayApp, direct_route
 from gateway.api.errors import EXCEPTION_HANDLERS
 from gateway.api.middleware import middleware_for
-from gateway.api.openai import OpenAIController, document_chat_completions
+from gateway.api.openai import (
+    OpenAIController,
+    document_chat_completions,
+    serve_chat_completions,
+)
 from gateway.api.ops import AdminController, OpsController
 from gateway.config.settings import Settings
 from gateway.providers.registry import TransportFactory
@@ -48,10 +53,19 @@ def create_app(
             app.state.gateway = gateway
             yield
 
-    app = Litestar(
+    middleware = middleware_for(settings)
+    app = GatewayApp(
+        # The model-call route also goes past Litestar's router, under the same middleware.
+        direct={
+            "/v1/chat/completions": direct_route(
+                serve_chat_completions,
+                middleware,
+                EXCEPTION_HANDLERS,
+            )
+        },
         route_handlers=[AgentController, OpenAIController, OpsController, AdminController],
-        middleware=middleware_for(settings),
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         logging_config=None,

@@ -24,6 +24,7 @@ class RequestContext:
     routing: RoutingRecord | None = None
     client: ClientKey | None = None
     client_disconnected: bool = False  # the client left before the answer was complete
+    response_started: bool = False  # an error from now on cannot be an answer of its own
     # The ``send`` our outermost middleware was given. Every layer inside it (our middleware,
     # Litestar's route-level exception handling) only looks at the response start, so the answers
     # send their body messages here directly: a streamed chunk passes one layer, not three.

@@ -65,6 +65,7 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                context.response_started = True
                 # This is the one place that sets X-Request-ID: no answer carries its own.
                 message["headers"] = [
                     *message.get("headers", ()),

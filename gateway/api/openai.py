@@ -104,6 +104,13 @@ async def chat_answer(request: AnyRequest) -> ASGIApp:
     return JsonAnswer(completion_json(result, served_model), 200, record.headers())
 
 
+async def serve_chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /v1/chat/completions`` as an ASGI app: the route's handler, under Litestar's router
+    or past it (``GatewayApp``)."""
+    answer = await chat_answer(Request(scope, receive, send))
+    await answer(scope, receive, send)
+
+
 class OpenAIController(Controller):
     path = "/v1"
 
@@ -115,8 +122,7 @@ class OpenAIController(Controller):
         back into the OpenAPI document, which leaves ``@asgi`` routes out."""
         if scope["type"] != ScopeType.HTTP or scope["method"] != "POST":
             raise MethodNotAllowedException(headers={"Allow": "POST"})
-        answer = await chat_answer(Request(scope, receive, send))
-        await answer(scope, receive, send)
+        await serve_chat_completions(scope, receive, send)
 
     @get("/models")
     async def list_models(self, request: AnyRequest) -> Response[bytes]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.config.settings import Settings
 from gateway.sim.cluster import SimCluster
@@ -276,3 +278,25 @@ def test_chat_route_is_in_the_served_openapi_document_and_posts_only(raw: httpx.
         response = raw.request(method, "/v1/chat/completions", json={})
         _assert_openai_error(response, 405, "method_not_allowed", None)
         assert response.headers["allow"] == "POST"
+
+
+def test_an_error_answer_carries_the_request_id_and_is_logged_with_its_status(
+    raw: httpx.Client,
+) -> None:
+    # The call is served past Litestar's router (``GatewayApp``): its error still passes the
+    # request middleware, as it did inside Litestar's route.
+    with capture_logs() as logs:
+        response = raw.post(
+            "/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": MESSAGES},
+            headers={"X-Request-ID": "err-7"},
+        )
+        deadline = time.monotonic() + 5
+        while (
+            not [e for e in logs if e.get("request_id") == "err-7"] and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+    _assert_openai_error(response, 404, "model_not_found", "model")
+    assert response.headers["x-request-id"] == "err-7"
+    lines = [e for e in logs if e["event"] == "request" and e.get("request_id") == "err-7"]
+    assert [line["status"] for line in lines] == [404]

@@ -15,8 +15,10 @@ from tests.conftest import SettingsFactory
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()  # the rest of the test process keeps collecting everything
+    gc.set_threshold(*thresholds)
 
 
 @pytest.mark.usefixtures("unfrozen")
@@ -28,3 +30,5 @@ def test_served_app_freezes_the_startup_heap(settings_factory: SettingsFactory) 
     settle_heap(app)
     # Objects created before the freeze (the app among them) are no longer tracked by collections.
     assert gc.get_freeze_count() > 1000
+    # and the young generation is collected ten times less often than by default
+    assert gc.get_threshold()[0] == 7_000

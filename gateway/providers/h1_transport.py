@@ -162,7 +162,7 @@ class _Pool:
         try:
             async with asyncio.timeout(limit_s):
                 _, conn = await loop.create_connection(
-                    lambda: H1Connection(origin),
+                    lambda: H1Connection(origin, loop),
                     host,
                     port,
                     ssl=tls,

@@ -9,7 +9,6 @@ cancelled. When health skipped every candidate, one ``panic`` attempt goes to th
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
@@ -31,6 +30,7 @@ from gateway.errors import (
 )
 from gateway.observability.metrics import GatewayMetrics
 from gateway.providers.registry import ProviderRegistry
+from gateway.routing.deadline import Deadlines
 from gateway.routing.health import Admission, HealthBook
 from gateway.routing.race import Race, Running
 from gateway.routing.record import Attempt, RoutingRecord
@@ -67,6 +67,7 @@ class Router:
         self._request_timeout_s = request_timeout_s
         self.clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - load balancing, not cryptography
+        self._deadlines = Deadlines()
 
     def update_providers(self, providers: Mapping[str, ProviderRuntime]) -> None:
         self._providers = providers
@@ -226,7 +227,7 @@ class Router:
         try:
             # The whole routing of one request (every attempt, until the first answer or first
             # streamed token) gets runtime.requestTimeout.
-            async with asyncio.timeout(self._request_timeout_s):
+            with self._deadlines.after(self._request_timeout_s):
                 won = await race.run()
         except TimeoutError:
             self.publish_decision(record)
@@ -247,7 +248,7 @@ class Router:
             adapter = self._registry.get(candidate.ref.provider)
             assert adapter is not None
             try:
-                async with asyncio.timeout(self._attempt_timeout_s):
+                with self._deadlines.after(self._attempt_timeout_s):
                     return await adapter.complete(
                         msgspec.structs.replace(request, model=candidate.ref.model)
                     )
@@ -309,7 +310,7 @@ class Router:
         head: EventBatch = ()
         provider = candidate.ref.provider
         try:
-            async with asyncio.timeout(timeout_s):
+            with self._deadlines.after(timeout_s):
                 async for batch in events:
                     head += batch
                     for event in batch:

@@ -22,6 +22,7 @@ from gateway.api.backpressure import ConcurrencyLimiter, ConcurrencySlots
 from gateway.api.context import SCOPE_KEY, RequestContext
 from gateway.config.settings import Settings
 from gateway.observability.logging import REQUEST_ID
+from gateway.redaction import Made
 
 log = structlog.get_logger("gateway.access")
 
@@ -55,7 +56,9 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 supplied = value.decode("latin-1")
                 break
-        request_id = supplied if supplied and _SAFE_ID.match(supplied) else os.urandom(16).hex()
+        request_id = (
+            supplied if supplied and _SAFE_ID.match(supplied) else Made(os.urandom(16).hex())
+        )
         path: str = scope["path"]
         context = RequestContext(request_id=request_id, api=_api_of(path), body_send=send)
         scope[SCOPE_KEY] = context  # type: ignore[literal-required,unused-ignore]

@@ -11,16 +11,18 @@ and turns that cancellation (and only that one) into ``TimeoutError`` at the exi
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import TracebackType
 
 
 class Deadlines:
     """Makes the limits of one owner (a router); remembers the loop they run on."""
 
-    __slots__ = ("loop",)
+    __slots__ = ("_thread", "loop")
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0  # the thread the loop was found running in (a loop runs in one thread)
 
     def after(self, delay_s: float | None) -> Deadline:
         """A limit of ``delay_s`` seconds from entry (``None``: no limit), for ``with``."""
@@ -28,9 +30,11 @@ class Deadlines:
 
     def current_task(self) -> tuple[asyncio.AbstractEventLoop, asyncio.Task[object]]:
         loop = self.loop
-        task = asyncio.current_task(loop) if loop is not None else None
-        if task is None:  # first use, or a new loop (tests run many)
+        same_thread = threading.get_ident() == self._thread  # no system call, unlike the loop's
+        task = asyncio.current_task(loop) if loop is not None and same_thread else None
+        if task is None:  # first use, or a new loop (tests run many, in several threads)
             loop = self.loop = asyncio.get_running_loop()
+            self._thread = threading.get_ident()
             task = asyncio.current_task(loop)
             if task is None:
                 raise RuntimeError("a deadline must be entered in a task")

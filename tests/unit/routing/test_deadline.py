@@ -80,3 +80,22 @@ def test_a_new_event_loop_is_picked_up() -> None:
     for _ in range(2):  # the second run is on a new loop: the remembered one is gone
         with pytest.raises(TimeoutError):
             asyncio.run(limited())
+
+
+def test_limits_in_another_thread_use_that_thread_s_loop() -> None:
+    deadlines = Deadlines()
+
+    async def limited() -> str:
+        with deadlines.after(1):
+            await asyncio.sleep(0.01)
+        with pytest.raises(TimeoutError), deadlines.after(0.01):
+            await asyncio.sleep(5)
+        return "ok"
+
+    async def main() -> None:
+        assert await limited() == "ok"
+        # Another thread runs its own loop while this one still runs.
+        assert await asyncio.to_thread(asyncio.run, limited()) == "ok"
+        assert await limited() == "ok"
+
+    asyncio.run(main())

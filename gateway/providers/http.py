@@ -389,25 +389,36 @@ def translate_read(
     return tuple(batch), None
 
 
+def body_reads(response: httpx.Response) -> AsyncIterable[bytes]:
+    """What a streamed response's body is read from, chunk by chunk as the transport delivers it.
+
+    Without a content coding the transport's own stream is read directly: httpx's aiter_bytes and
+    aiter_raw would add two generator layers per read for no work (transports map their errors).
+    Its transport failures are ``httpx.HTTPError``s, for ``stream_read_error``."""
+    encoded = response.headers.get("content-encoding", "identity").strip().lower() != "identity"
+    if encoded or not isinstance(response.stream, AsyncIterable):
+        return response.aiter_bytes()
+    return response.stream
+
+
+def stream_read_error(provider: str, exc: httpx.HTTPError) -> UpstreamError:
+    """A transport failure while reading a streamed body: the stream is cut or stalled."""
+    return _transport_error(exc, provider, in_stream_body=True)
+
+
 async def sse_batches(provider: str, response: httpx.Response) -> AsyncIterator[list[SseEvent]]:
     """The server-sent events of a streamed response, one non-empty list per read that completed
     any, with transport failures mapped to stream errors."""
     parser = SseParser()
-    # Without a content coding the transport's own stream is read directly: httpx's aiter_bytes and
-    # aiter_raw would add two generator layers per read for no work (transports map their errors).
-    encoded = response.headers.get("content-encoding", "identity").strip().lower() != "identity"
-    body: AsyncIterable[bytes] = (
-        response.aiter_bytes()
-        if encoded or not isinstance(response.stream, AsyncIterable)
-        else response.stream
-    )
-    # Only the reads are guarded: an exception thrown in at a ``yield`` (the consumer closing the
-    # generator) passes through untouched, as it is no httpx error.
-    with upstream_errors(provider, in_stream_body=True):
-        async for chunk in body:
+    try:
+        async for chunk in body_reads(response):
             events = parser.feed(chunk)
             if events:
                 yield events
+    except httpx.HTTPError as exc:
+        # Only httpx's errors are mapped: an exception thrown in at a ``yield`` (the consumer
+        # closing the generator) is none, and passes through untouched.
+        raise stream_read_error(provider, exc) from exc
     last = parser.close()
     if last:
         yield last

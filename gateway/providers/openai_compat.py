@@ -6,7 +6,7 @@ Parameters the gateway does not interpret (``ChatRequest.passthrough``) are forw
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -27,10 +27,12 @@ from gateway.errors import UpstreamInvalidResponseError
 from gateway.providers.base import AdapterOptions
 from gateway.providers.http import (
     SseEvent,
+    SseParser,
     UpstreamClient,
+    body_reads,
     decode_json,
     raise_for_upstream_status,
-    sse_batches,
+    stream_read_error,
     upstream_errors,
 )
 
@@ -275,21 +277,39 @@ class OpenAICompatProvider:
             response = await self._http.send(self._build(request, stream=True), stream=True)
         try:
             await raise_for_upstream_status(self._name, response, self._api_key)
-            async for sses in sse_batches(self._name, response):
-                if len(sses) == 1 and (data := sses[0].data)[:1] == b"{":  # one chunk a read
-                    event = event_from_chunk(self._name, data)
-                    if event is not None:
-                        yield (event,)
-                    continue
-                batch, done, error = self._events(sses)
-                if batch:  # what came before a bad chunk is still relayed
-                    yield batch
-                if error is not None:
-                    raise error
-                if done:
-                    return
+            parser = SseParser()
+            try:
+                # The transport's reads are parsed and translated in this one loop: this is the
+                # hottest path of the gateway, and ``sse_batches`` would add a generator layer
+                # per chunk.
+                async for chunk in body_reads(response):
+                    sses = parser.feed(chunk)
+                    if len(sses) == 1 and (data := sses[0].data)[:1] == b"{":  # one chunk a read
+                        event = event_from_chunk(self._name, data)
+                        if event is not None:
+                            yield (event,)
+                    elif sses:
+                        batch, done, error = self._events(sses)
+                        if batch:  # what came before a bad chunk is still relayed
+                            yield batch
+                        if error is not None:
+                            raise error
+                        if done:
+                            return
+            except httpx.HTTPError as exc:  # only the reads raise these (see sse_batches)
+                raise stream_read_error(self._name, exc) from exc
+            for batch in self._last(parser):
+                yield batch
         finally:
             await response.aclose()
+
+    def _last(self, parser: SseParser) -> Iterator[EventBatch]:
+        """The events of a stream that ended without its blank line (then a bad chunk's error)."""
+        batch, _, error = self._events(parser.close())
+        if batch:
+            yield batch
+        if error is not None:
+            raise error
 
     def _events(
         self, sses: list[SseEvent]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -323,6 +323,49 @@ async def test_a_bad_chunk_ends_the_stream_after_the_chunks_read_with_it(
     received: list[StreamEvent] = []
 
     with pytest.raises(UpstreamInvalidResponseError):
+        async for batch in provider.stream(simple_request()):
+            received.extend(batch)
+
+    assert received == [StreamEvent(delta="a")]
+
+
+async def test_a_last_chunk_without_its_blank_line_is_still_relayed(
+    provider: OpenAICompatProvider, httpx_mock: HTTPXMock
+) -> None:
+    reads = [chunk({"content": "a"}), chunk({}, "stop").rstrip(b"\n")]
+    httpx_mock.add_response(url=URL, stream=IteratorStream(reads))
+
+    batches = [batch async for batch in provider.stream(simple_request())]
+
+    assert batches == [(StreamEvent(delta="a"),), (StreamEvent(finish_reason="stop"),)]
+
+
+async def test_a_bad_last_chunk_without_its_blank_line_ends_the_stream_with_an_error(
+    provider: OpenAICompatProvider, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_response(
+        url=URL, stream=IteratorStream([chunk({"content": "a"}), b"data: {not json"])
+    )
+    received: list[StreamEvent] = []
+
+    with pytest.raises(UpstreamInvalidResponseError):
+        async for batch in provider.stream(simple_request()):
+            received.extend(batch)
+
+    assert received == [StreamEvent(delta="a")]
+
+
+async def test_a_transport_failure_mid_body_is_a_cut_stream(
+    provider: OpenAICompatProvider, httpx_mock: HTTPXMock
+) -> None:
+    def reads() -> Iterator[bytes]:
+        yield chunk({"content": "a"})
+        raise httpx.ReadError("connection reset")
+
+    httpx_mock.add_response(url=URL, stream=IteratorStream(reads()))
+    received: list[StreamEvent] = []
+
+    with pytest.raises(UpstreamStreamError):
         async for batch in provider.stream(simple_request()):
             received.extend(batch)
 

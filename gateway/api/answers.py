@@ -5,8 +5,8 @@ content negotiation, and for streams an anyio task group per response): Litestar
 ASGI-callable return value to the server untouched. Errors raised before the answer is returned still
 go through the app's exception handlers; once the first byte is out, a stream reports failures in-band.
 
-``EventStreamAnswer`` relays frames as they come (a ``FinalFrame`` goes out with the end of the body,
-in one write) and, from ``WATCH_AFTER_S`` into the stream on, watches ``receive`` for
+``StreamAnswer`` relays frames as they come (the last goes out with the end of the body, in one
+write) and, from ``WATCH_AFTER_S`` into the stream on, watches ``receive`` for
 ``http.disconnect``: a client that goes away cancels the relay, which closes the upstream stream (its
 connection goes back or is dropped) instead of holding it until the next chunk would have been
 written.
@@ -70,20 +70,25 @@ class FinalFrame(bytes):
     __slots__ = ()
 
 
-class EventStreamAnswer:
-    """``text/event-stream`` relayed frame by frame (each item of ``frames`` is one write; a
-    ``FinalFrame`` ends the body)."""
+class StreamAnswer:
+    """``text/event-stream``: the ASGI side of a relay (the start, the end, the client leaving).
 
-    __slots__ = ("_disconnected", "_finished", "frames", "headers", "status")
+    ``relay`` sends every frame but the last, each as one write, and returns the last, which goes
+    out with the end of the body; ``aclose`` releases what the relay reads from, however it ended."""
 
-    def __init__(
-        self, frames: AsyncIterator[bytes], headers: Mapping[str, str] | None, status: int = 200
-    ) -> None:
-        self.frames = frames
+    __slots__ = ("_disconnected", "_finished", "headers", "status")
+
+    def __init__(self, headers: Mapping[str, str] | None, status: int = 200) -> None:
         self.status = status
         self.headers = [*_EVENT_STREAM, *_raw_headers(headers)]
         self._disconnected = False
         self._finished = False
+
+    async def relay(self, send: Send) -> bytes:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close what the relay reads from (a client that left leaves it suspended)."""
 
     async def _watch(self, receive: Receive, relay: asyncio.Task[Any]) -> None:
         while True:
@@ -113,25 +118,15 @@ class EventStreamAnswer:
                 "headers": self.headers,
             }
             await send(start)
-            send = body_send_of(scope, send)
-            last = b""
-            async for frame in self.frames:
-                if type(frame) is FinalFrame:
-                    last = frame
-                    break
-                chunk: HTTPResponseBodyEvent = {
-                    "type": "http.response.body",
-                    "body": frame,
-                    "more_body": True,
-                }
-                await send(chunk)
+            send_body = body_send_of(scope, send)
+            last = await self.relay(send_body)
             self._finished = True
             end: HTTPResponseBodyEvent = {
                 "type": "http.response.body",
-                "body": bytes(last),
+                "body": last,
                 "more_body": False,
             }
-            await send(end)
+            await send_body(end)
         except asyncio.CancelledError:
             if not self._disconnected:
                 raise
@@ -143,5 +138,33 @@ class EventStreamAnswer:
             timer.cancel()
             if watcher is not None:
                 watcher.cancel()
-            if isinstance(self.frames, AsyncGenerator):
-                await self.frames.aclose()
+            await self.aclose()
+
+
+class EventStreamAnswer(StreamAnswer):
+    """Frames relayed as they come: each item of ``frames`` is one write; a ``FinalFrame`` ends the
+    body."""
+
+    __slots__ = ("frames",)
+
+    def __init__(
+        self, frames: AsyncIterator[bytes], headers: Mapping[str, str] | None, status: int = 200
+    ) -> None:
+        super().__init__(headers, status)
+        self.frames = frames
+
+    async def relay(self, send: Send) -> bytes:
+        async for frame in self.frames:
+            if type(frame) is FinalFrame:
+                return bytes(frame)
+            chunk: HTTPResponseBodyEvent = {
+                "type": "http.response.body",
+                "body": frame,
+                "more_body": True,
+            }
+            await send(chunk)
+        return b""
+
+    async def aclose(self) -> None:
+        if isinstance(self.frames, AsyncGenerator):
+            await self.frames.aclose()

@@ -9,7 +9,7 @@ under ``/v1/`` that way); routing is reported only in the ``X-Gateway-*`` header
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import structlog
@@ -26,9 +26,9 @@ from litestar.openapi.spec import (
     Schema,
 )
 from litestar.params import FromPath
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, Receive, Scope, Send
 
-from gateway.api.answers import EventStreamAnswer, FinalFrame, JsonAnswer
+from gateway.api.answers import JsonAnswer, StreamAnswer
 from gateway.api.auth import scope_of
 from gateway.api.context import gateway_of, note_routing
 from gateway.api.disconnect import while_connected
@@ -95,7 +95,7 @@ async def chat_answer(request: AnyRequest) -> ASGIApp:
         builder = ChunkBuilder(
             str(served.ref) if served else call.model, include_usage=call.include_usage
         )
-        return EventStreamAnswer(_chunks(routed, builder), routed.record.headers())
+        return ChunkStream(routed, builder)
     result, record = await while_connected(
         request.scope, request.receive, router.complete(plan, chat)
     )
@@ -139,33 +139,50 @@ class OpenAIController(Controller):
         )
 
 
-async def _chunks(routed: RoutedStream, builder: ChunkBuilder) -> AsyncIterator[bytes]:
-    """Relay the routed stream batch by batch (the frames of one upstream read in one write); the
-    end goes out with the end of the body; a late failure is an error frame and no [DONE]."""
-    batches = aiter(routed)
-    pending = builder.role()  # sent with the first content, or with whatever ends the stream
-    try:
-        async for batch in batches:
-            frames = builder.frames(batch)
-            if frames:
-                yield pending + frames
-                pending = b""
-    except GatewayError as exc:
-        log.warning("stream_failed_after_first_byte", code=exc.code, api="openai")
-        failure = error_frame(exc.status_code, exc.code, exc.message)
-        yield FinalFrame(pending + builder.failed() + failure)
-        return
-    except Exception as exc:
-        log.error("stream_failed_unexpectedly", error_type=type(exc).__name__, api="openai")
-        failure = error_frame(500, "internal_error", "internal error")
-        yield FinalFrame(pending + builder.failed() + failure)
-        return
-    finally:
-        # A client that went away leaves both generators suspended: close them now, not at GC.
+class ChunkStream(StreamAnswer):
+    """A routed stream relayed as ``chat.completion.chunk`` frames, batch by batch (the frames of
+    one upstream read in one write); the end goes out with the end of the body; a late failure is
+    an error frame and no ``[DONE]``. The relay loop is this answer's own: no generator between it
+    and the routed stream."""
+
+    __slots__ = ("_batches", "_builder", "_routed")
+
+    def __init__(self, routed: RoutedStream, builder: ChunkBuilder) -> None:
+        super().__init__(routed.record.headers())
+        self._routed = routed
+        self._batches = aiter(routed)
+        self._builder = builder
+
+    async def relay(self, send: Send) -> bytes:
+        builder = self._builder
+        pending = builder.role()  # sent with the first content, or with whatever ends the stream
+        try:
+            async for batch in self._batches:
+                frames = builder.frames(batch)
+                if frames:
+                    chunk: HTTPResponseBodyEvent = {
+                        "type": "http.response.body",
+                        "body": pending + frames,
+                        "more_body": True,
+                    }
+                    await send(chunk)
+                    pending = b""
+        except GatewayError as exc:
+            log.warning("stream_failed_after_first_byte", code=exc.code, api="openai")
+            failure = error_frame(exc.status_code, exc.code, exc.message)
+            return pending + builder.failed() + failure
+        except Exception as exc:
+            log.error("stream_failed_unexpectedly", error_type=type(exc).__name__, api="openai")
+            failure = error_frame(500, "internal_error", "internal error")
+            return pending + builder.failed() + failure
+        return pending + builder.end()
+
+    async def aclose(self) -> None:
+        # A client that went away leaves the routed stream suspended: close it now, not at GC.
+        batches = self._batches
         if isinstance(batches, AsyncGenerator):
             await batches.aclose()
-        await routed.aclose()
-    yield FinalFrame(pending + builder.end())
+        await self._routed.aclose()
 
 
 # -- /v1/models ----------------------------------------------------------------------------------

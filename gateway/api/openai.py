@@ -9,7 +9,7 @@ under ``/v1/`` that way); routing is reported only in the ``X-Gateway-*`` header
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -145,19 +145,18 @@ class ChunkStream(StreamAnswer):
     an error frame and no ``[DONE]``. The relay loop is this answer's own: no generator between it
     and the routed stream."""
 
-    __slots__ = ("_batches", "_builder", "_routed")
+    __slots__ = ("_builder", "_routed")
 
     def __init__(self, routed: RoutedStream, builder: ChunkBuilder) -> None:
         super().__init__(routed.record.headers())
         self._routed = routed
-        self._batches = aiter(routed)
         self._builder = builder
 
     async def relay(self, send: Send) -> bytes:
         builder = self._builder
         pending = builder.role()  # sent with the first content, or with whatever ends the stream
         try:
-            async for batch in self._batches:
+            async for batch in self._routed:
                 frames = builder.frames(batch)
                 if frames:
                     chunk: HTTPResponseBodyEvent = {
@@ -179,9 +178,6 @@ class ChunkStream(StreamAnswer):
 
     async def aclose(self) -> None:
         # A client that went away leaves the routed stream suspended: close it now, not at GC.
-        batches = self._batches
-        if isinstance(batches, AsyncGenerator):
-            await batches.aclose()
         await self._routed.aclose()
 
 

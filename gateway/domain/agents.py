@@ -386,6 +386,7 @@ class StreamingReply:
                     yield event
             completed = True
         finally:
+            await self._stream.aclose()  # at once, also when the client left mid-stream
             if completed:
                 latency = (time.perf_counter() - self._started) * 1000
                 await self._service._store_reply(

@@ -7,23 +7,38 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from gateway.config.settings import Settings
 from gateway.sim.cluster import SimCluster
 from tests.integration.support import ServerThread, new_session
 
+SlowGateway = Callable[..., ServerThread]
 
-def test_overload_is_refused_with_backpressure_and_breakers_stay_closed(
+
+@pytest.fixture
+def slow_gateway(
     settings_factory: Callable[..., Settings],
     sim_env: dict[str, str],
     start_gateway: Callable[..., ServerThread],
     sims: SimCluster,
+) -> SlowGateway:
+    """``slow_gateway(limit, queue)``: a gateway with that concurrency limit, before a primary that
+    takes 600 ms to answer."""
+
+    def start(limit: int, queue: int) -> ServerThread:
+        runtime = {"maxConcurrentRequests": limit, "requestQueue": queue}
+        server = start_gateway(settings_factory(env=sim_env, runtime=runtime))
+        sims["openai"].set_faults(latency_ms=600)
+        return server
+
+    return start
+
+
+def test_overload_is_refused_with_backpressure_and_breakers_stay_closed(
+    slow_gateway: SlowGateway, sims: SimCluster
 ) -> None:
-    settings = settings_factory(
-        env=sim_env, runtime={"maxConcurrentRequests": 2, "requestQueue": 1}
-    )
-    server = start_gateway(settings)
-    sims["openai"].set_faults(latency_ms=600)
+    server = slow_gateway(limit=2, queue=1)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         url = new_session(client, {"name": "bp", "model": "openai:gpt-4o-mini"})
 
@@ -50,17 +65,8 @@ def test_overload_is_refused_with_backpressure_and_breakers_stay_closed(
         assert client.get("/health").status_code == 200
 
 
-def test_both_apis_share_one_concurrency_limit(
-    settings_factory: Callable[..., Settings],
-    sim_env: dict[str, str],
-    start_gateway: Callable[..., ServerThread],
-    sims: SimCluster,
-) -> None:
-    settings = settings_factory(
-        env=sim_env, runtime={"maxConcurrentRequests": 1, "requestQueue": 0}
-    )
-    server = start_gateway(settings)
-    sims["openai"].set_faults(latency_ms=600)
+def test_both_apis_share_one_concurrency_limit(slow_gateway: SlowGateway, sims: SimCluster) -> None:
+    server = slow_gateway(limit=1, queue=0)
     with httpx.Client(base_url=server.url, timeout=10) as client:
         url = new_session(client, {"name": "bp", "model": "openai:gpt-4o-mini"})
         with concurrent.futures.ThreadPoolExecutor(1) as pool:

@@ -18,12 +18,13 @@ its 405 there, and the OpenAPI document lists it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Request, Response
 from litestar.enums import ScopeType
 from litestar.types import (
     ASGIApp,
+    ExceptionHandler,
     HTTPScope,
     LifeSpanReceive,
     LifeSpanScope,
@@ -36,8 +37,8 @@ from litestar.types import (
 
 from gateway.api.context import SCOPE_KEY, RequestContext
 
-ExceptionHandler = Any  # Litestar's handlers: (Request, Exception) -> Response
-ExceptionHandlers = Mapping[type[Exception], ExceptionHandler]
+if TYPE_CHECKING:  # Litestar's alias takes no subscript at run time
+    ExceptionHandlers = Mapping[type[Exception], ExceptionHandler[Any]]
 
 
 class ErrorBoundary:
@@ -65,7 +66,7 @@ class ErrorBoundary:
             response: Response[Any] = handler(request, exc)
             await response.to_asgi_response(app=None, request=request)(scope, receive, send)
 
-    def _handler_for(self, exc: Exception) -> ExceptionHandler | None:
+    def _handler_for(self, exc: Exception) -> ExceptionHandler[Any] | None:
         for cls in type(exc).__mro__:
             handler = self.handlers.get(cls)
             if handler is not None:

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Generator
@@ -35,6 +36,7 @@ log = structlog.get_logger("gateway")
 _CONFIG_VAR = "GATEWAY_CONFIG_FILE"
 _ENV_FILE_VAR = "GATEWAY_ENV_FILE"
 _MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"
+_LOOP = "gateway.accept:new_event_loop" if sys.platform != "win32" else "asyncio"  # no uvloop there
 
 
 def _loader(config: str | None, env_file: str | None) -> Any:
@@ -191,6 +193,8 @@ def serve(
         "access_log": False,
         "timeout_graceful_shutdown": int(settings.server.drain_timeout),
         "lifespan": "on",
+        # uvloop, accepting a burst of new connections in one loop turn (gateway/accept.py)
+        "loop": _LOOP,
     }
     if settings.auth.enabled:
         log.info("auth_enabled", client_keys=len(settings.client_keys))
@@ -204,6 +208,9 @@ def serve(
         uvicorn.run("gateway.server:worker_app", factory=True, workers=workers, **common)
     else:
         app = build_served_app(settings, config, env_file, redactor)
-        server = DrainingServer(uvicorn.Config(app, **common), app, settings.server.shutdown_delay)
-        server.run()
+        uv_config = uvicorn.Config(app, **common)
+        server = DrainingServer(uv_config, app, settings.server.shutdown_delay)
+        # A bound socket, as uvicorn hands each of several workers: the loop then serves it with
+        # an AcceptServer (gateway/accept.py) instead of libuv's one-accept-per-turn server.
+        server.run(sockets=[uv_config.bind_socket()])
     return 0

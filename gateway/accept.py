@@ -1,0 +1,196 @@
+"""The served event loop: uvloop, with every waiting connection accepted in one loop turn.
+
+Why: libuv, under uvloop, accepts *one* connection each time the loop polls the listening socket
+(since libuv 1.45, libuv/libuv#3696: "most of the time the second accept() fails with EAGAIN").
+That is right for an idle server and wrong for a busy one: at c=64 a loop turn of the gateway
+takes 5-25 ms, so a burst of new connections (a client's pool warming up, clients reconnecting
+after a deploy or a network blip) is let in one per turn. Measured (``strace`` on ``accept4``,
+``tcpdump`` on loopback): the last of 64 connections opened at once waited 250-800 ms for its
+first answer while the requests on open connections took under 50 ms; that wait was the whole p99
+the benchmark's wrk reported (docs/performance.md). asyncio's own loop accepts up to the backlog
+per turn, but costs more CPU on every request.
+
+So the gateway's loop is uvloop with one method replaced: ``create_server`` on a bound socket (how
+``gateway serve`` and uvicorn's ``--workers`` hand it over) returns an ``AcceptServer``, which
+watches the socket itself and, when it is readable, accepts until the kernel's queue is empty (at
+most ``backlog`` at a time, so a flood cannot hold the loop) and hands each connection to
+``loop.connect_accepted_socket``: from there on it is uvloop's ordinary transport. Anything else
+(TLS, a host and port to bind) goes to uvloop unchanged.
+
+When accepting fails for want of resources (``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``),
+the server stops watching the socket for ``retry_s`` (asyncio does the same): the kernel keeps the
+waiting connections in its queue, and a retry in a tight loop would only burn the CPU the open
+connections need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Callable
+from typing import Any, Final
+
+import structlog
+import uvloop
+
+log = structlog.get_logger("gateway")
+
+# accept() errors that mean "no resources now", not "this one connection is bad"
+_EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_RETRY_S: Final = 1.0
+
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+
+
+class AcceptServer(asyncio.AbstractServer):
+    """Serves one listening socket: all waiting connections accepted per readiness."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        protocol_factory: ProtocolFactory,
+        sock: socket.socket,
+        backlog: int,
+        *,
+        retry_s: float = _RETRY_S,
+    ) -> None:
+        self._loop = loop
+        self._factory = protocol_factory
+        self._sock = sock
+        self._backlog = max(1, backlog)
+        self._retry_s = retry_s
+        self._serving = False
+        self._retry: asyncio.TimerHandle | None = None
+        self._handovers: set[asyncio.Task[Any]] = set()
+        self._closed = loop.create_future()
+        sock.setblocking(False)
+
+    # -- asyncio.AbstractServer ------------------------------------------------------------------
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return () if self._closed.done() else (self._sock,)
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    async def start_serving(self) -> None:
+        if self._closed.done():
+            raise RuntimeError("the server is closed")
+        if not self._serving:
+            self._sock.listen(self._backlog)
+            self._watch()
+
+    async def serve_forever(self) -> None:
+        await self.start_serving()
+        await asyncio.shield(self._closed)
+
+    def close(self) -> None:
+        """Stop accepting and close the listening socket; open connections are left alone, as
+        asyncio's ``Server.close`` leaves them (uvicorn drains them itself)."""
+        if self._closed.done():
+            return
+        self._unwatch()
+        self._sock.close()
+        self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+        while self._handovers:  # connections accepted before close() still get their transport
+            await asyncio.gather(*self._handovers, return_exceptions=True)
+
+    # -- accepting -------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        self._retry = None
+        self._serving = True
+        self._loop.add_reader(self._sock.fileno(), self._accept_waiting)
+
+    def _unwatch(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._serving:
+            self._loop.remove_reader(self._sock.fileno())
+            self._serving = False
+
+    def _accept_waiting(self) -> None:
+        for _ in range(self._backlog):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return  # the queue is empty
+            except ConnectionAbortedError:
+                continue  # the client left before we took it
+            except OSError as exc:
+                self._accept_failed(exc)
+                return
+            self._hand_over(conn)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno not in _EXHAUSTED:
+            log.error("accept_failed", error=type(exc).__name__, errno=exc.errno)
+            return  # the socket stays watched: the next readiness tries again
+        log.error(
+            "accept_paused",
+            error=type(exc).__name__,
+            errno=exc.errno,
+            retry_s=self._retry_s,
+        )
+        self._unwatch()
+        self._retry = self._loop.call_later(self._retry_s, self._watch)
+
+    def _hand_over(self, conn: socket.socket) -> None:
+        task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
+        self._handovers.add(task)
+        task.add_done_callback(self._handed_over)
+
+    def _handed_over(self, task: asyncio.Task[Any]) -> None:
+        self._handovers.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # the transport closes the socket on its own failures
+            log.error("accept_handover_failed", error=type(exc).__name__)
+
+
+class GatewayLoop(uvloop.Loop):
+    """uvloop, but a server on a bound plain socket is an ``AcceptServer``."""
+
+    async def create_server(  # type: ignore[override]  # returns an AbstractServer
+        self,
+        protocol_factory: ProtocolFactory,
+        host: Any = None,
+        port: Any = None,
+        *,
+        sock: socket.socket | None = None,
+        backlog: int = 100,
+        ssl: Any = None,
+        start_serving: bool = True,
+        **kwargs: Any,
+    ) -> asyncio.AbstractServer:
+        if sock is None or ssl is not None or kwargs or host is not None or port is not None:
+            server: asyncio.AbstractServer = await super().create_server(
+                protocol_factory,
+                host,
+                port,
+                sock=sock,
+                backlog=backlog,
+                ssl=ssl,
+                start_serving=start_serving,
+                **kwargs,
+            )
+            return server
+        accept_server = AcceptServer(self, protocol_factory, sock, backlog)
+        if start_serving:
+            await accept_server.start_serving()
+        return accept_server
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvicorn's loop factory (``Config(loop="gateway.accept:new_event_loop")``)."""
+    return GatewayLoop()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
 from collections.abc import Callable
 from typing import Any, Final
@@ -147,15 +148,18 @@ class AcceptServer(asyncio.AbstractServer):
     def _hand_over(self, conn: socket.socket) -> None:
         task = self._loop.create_task(self._loop.connect_accepted_socket(self._factory, conn))
         self._handovers.add(task)
-        task.add_done_callback(self._handed_over)
+        task.add_done_callback(functools.partial(self._handed_over, conn))
 
-    def _handed_over(self, task: asyncio.Task[Any]) -> None:
+    def _handed_over(self, conn: socket.socket, task: asyncio.Task[Any]) -> None:
         self._handovers.discard(task)
-        if task.cancelled():
+        if not task.cancelled() and task.exception() is None:
             return
-        exc = task.exception()
-        if exc is not None:  # the transport closes the socket on its own failures
-            log.error("accept_handover_failed", error=type(exc).__name__)
+        # Failed before a transport owned the connection (the protocol factory raised, say):
+        # close it here. Once a transport owns it, uvloop has detached the socket object and
+        # this close() does nothing.
+        conn.close()
+        if not task.cancelled():
+            log.error("accept_handover_failed", error=type(task.exception()).__name__)
 
 
 class GatewayLoop(uvloop.Loop):

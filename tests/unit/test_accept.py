@@ -202,3 +202,24 @@ def test_a_server_to_bind_is_uvloops_own(counted: type[Counted]) -> None:
             return answer
 
     assert run(new_event_loop(), bind) == b"hello"
+
+
+def test_a_connection_whose_protocol_cannot_be_made_is_closed_and_logged() -> None:
+    def broken() -> asyncio.Protocol:
+        raise RuntimeError("no protocol")
+
+    async def refused() -> tuple[bytes, list[dict[str, Any]]]:
+        loop = asyncio.get_running_loop()
+        async with await loop.create_server(broken, sock=listening(), backlog=16) as server:
+            port = server.sockets[0].getsockname()[1]
+            with capture_logs() as logs:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                answer = await asyncio.wait_for(reader.read(), timeout=5)  # EOF, not a hang
+                writer.close()
+            return answer, logs
+
+    answer, logs = run(new_event_loop(), refused)
+    assert answer == b""
+    assert logs == [
+        {"event": "accept_handover_failed", "error": "RuntimeError", "log_level": "error"}
+    ]

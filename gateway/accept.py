@@ -17,10 +17,11 @@ most ``backlog`` at a time, so a flood cannot hold the loop) and hands each conn
 ``loop.connect_accepted_socket``: from there on it is uvloop's ordinary transport. Anything else
 (TLS, a host and port to bind) goes to uvloop unchanged.
 
-When accepting fails for want of resources (``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``),
-the server stops watching the socket for ``retry_s`` (asyncio does the same): the kernel keeps the
-waiting connections in its queue, and a retry in a tight loop would only burn the CPU the open
-connections need.
+When accepting fails for want of resources (``EMFILE``, ``ENFILE``, ``ENOBUFS``, ``ENOMEM``) or
+for any reason that is not about one connection, the server stops watching the socket for
+``retry_s`` (asyncio does the same for the first four): the kernel keeps the waiting connections
+in its queue, and a retry in a tight loop would only burn the CPU the open connections need. An
+error about one waiting connection (it was reset before we took it, say) skips that connection.
 """
 
 from __future__ import annotations
@@ -37,8 +38,25 @@ import uvloop
 
 log = structlog.get_logger("gateway")
 
-# accept() errors that mean "no resources now", not "this one connection is bad"
-_EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# accept() errors about one waiting connection, not the listening socket: Linux passes a new
+# connection's pending network error up through accept(), to be "treated like EAGAIN by retrying"
+# (accept(2)); EPERM is a firewall rule refusing it. The next waiting connection is taken at once.
+_ONE_CONNECTION: Final = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPERM",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(errno, name)
+)
 _RETRY_S: Final = 1.0
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
@@ -125,17 +143,17 @@ class AcceptServer(asyncio.AbstractServer):
                 conn, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 return  # the queue is empty
-            except ConnectionAbortedError:
-                continue  # the client left before we took it
             except OSError as exc:
-                self._accept_failed(exc)
+                if exc.errno in _ONE_CONNECTION:
+                    continue  # that connection is gone; the others still wait
+                self._pause(exc)
                 return
             self._hand_over(conn)
 
-    def _accept_failed(self, exc: OSError) -> None:
-        if exc.errno not in _EXHAUSTED:
-            log.error("accept_failed", error=type(exc).__name__, errno=exc.errno)
-            return  # the socket stays watched: the next readiness tries again
+    def _pause(self, exc: OSError) -> None:
+        # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or a listening socket
+        # gone wrong: the socket stays readable, and retrying every turn would only burn the CPU
+        # the open connections need (and fill the log), so wait as asyncio does.
         log.error(
             "accept_paused",
             error=type(exc).__name__,

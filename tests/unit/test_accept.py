@@ -151,32 +151,36 @@ def test_close_stops_accepting(counted: type[Counted]) -> None:
     run(new_event_loop(), close)
 
 
-class ExhaustedOnce(socket.socket):
-    """A listening socket whose first accept() finds the process out of file descriptors."""
+def failing_once(code: int) -> type[socket.socket]:
+    """A listening socket class whose first accept() fails with ``code``."""
 
-    failures = 0
+    class FailsOnce(socket.socket):
+        failures = 0
 
-    def accept(self) -> tuple[socket.socket, Any]:
-        if type(self).failures == 0:
-            type(self).failures += 1
-            raise OSError(errno.EMFILE, "Too many open files")
-        return super().accept()
+        def accept(self) -> tuple[socket.socket, Any]:
+            if type(self).failures == 0:
+                type(self).failures += 1
+                raise OSError(code, os.strerror(code))
+            return super().accept()
+
+    return FailsOnce
 
 
 def test_accepting_pauses_and_resumes_when_out_of_file_descriptors(
     counted: type[Counted],
 ) -> None:
+    exhausted_once = failing_once(errno.EMFILE)
+
     async def exhausted() -> None:
         loop = asyncio.get_running_loop()
-        async with AcceptServer(
-            loop, counted, listening(ExhaustedOnce), 16, retry_s=0.05
-        ) as server:
+        sock = listening(exhausted_once)
+        async with AcceptServer(loop, counted, sock, 16, retry_s=0.05) as server:
             await server.start_serving()
             port = server.sockets[0].getsockname()[1]
             with closing_all(connect_all(port, 1)), capture_logs() as logs:
                 await turns(TURNS)
                 # paused, not spinning: the connection waits in the kernel's queue
-                assert ExhaustedOnce.failures == 1
+                assert exhausted_once.failures == 1  # type: ignore[attr-defined]
                 assert not server.is_serving()
                 assert counted.made == 0
                 await asyncio.sleep(0.2)
@@ -186,6 +190,27 @@ def test_accepting_pauses_and_resumes_when_out_of_file_descriptors(
         assert logs[0]["errno"] == errno.EMFILE
 
     run(new_event_loop(), exhausted)
+
+
+def test_an_error_about_one_waiting_connection_skips_it_without_pausing(
+    counted: type[Counted],
+) -> None:
+    reset_once = failing_once(errno.EPROTO)
+
+    async def skipped() -> None:
+        loop = asyncio.get_running_loop()
+        sock = listening(reset_once)
+        async with AcceptServer(loop, counted, sock, 16, retry_s=60) as server:
+            await server.start_serving()
+            port = server.sockets[0].getsockname()[1]
+            with closing_all(connect_all(port, 2)), capture_logs() as logs:
+                await turns(TURNS)
+                assert reset_once.failures == 1  # type: ignore[attr-defined]
+                assert server.is_serving()
+                assert counted.made == 2
+        assert logs == []
+
+    run(new_event_loop(), skipped)
 
 
 def test_a_server_to_bind_is_uvloops_own(counted: type[Counted]) -> None:

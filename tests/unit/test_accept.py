@@ -7,7 +7,7 @@ import contextlib
 import errno
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -166,51 +166,61 @@ def failing_once(code: int) -> type[socket.socket]:
     return FailsOnce
 
 
+@contextlib.asynccontextmanager
+async def serving_failing_once(
+    code: int, protocol: type[Counted], *, clients: int, retry_s: float
+) -> AsyncIterator[tuple[AcceptServer, Any, list[dict[str, Any]]]]:
+    """An AcceptServer whose first accept() fails with ``code``, ``clients`` waiting to be
+    accepted, and the log lines written meanwhile."""
+    fails_once = failing_once(code)
+    loop = asyncio.get_running_loop()
+    async with AcceptServer(loop, protocol, listening(fails_once), 16, retry_s=retry_s) as server:
+        await server.start_serving()
+        port = server.sockets[0].getsockname()[1]
+        with closing_all(connect_all(port, clients)), capture_logs() as logs:
+            yield server, fails_once, logs
+
+
 def test_accepting_pauses_and_resumes_when_out_of_file_descriptors(
     counted: type[Counted],
 ) -> None:
-    exhausted_once = failing_once(errno.EMFILE)
+    async def exhausted() -> list[dict[str, Any]]:
+        async with serving_failing_once(errno.EMFILE, counted, clients=1, retry_s=0.05) as (
+            server,
+            fails_once,
+            logs,
+        ):
+            await turns(TURNS)
+            # paused, not spinning: the connection waits in the kernel's queue
+            assert fails_once.failures == 1
+            assert not server.is_serving()
+            assert counted.made == 0
+            await asyncio.sleep(0.2)
+            assert server.is_serving()
+            assert counted.made == 1
+        return logs
 
-    async def exhausted() -> None:
-        loop = asyncio.get_running_loop()
-        sock = listening(exhausted_once)
-        async with AcceptServer(loop, counted, sock, 16, retry_s=0.05) as server:
-            await server.start_serving()
-            port = server.sockets[0].getsockname()[1]
-            with closing_all(connect_all(port, 1)), capture_logs() as logs:
-                await turns(TURNS)
-                # paused, not spinning: the connection waits in the kernel's queue
-                assert exhausted_once.failures == 1  # type: ignore[attr-defined]
-                assert not server.is_serving()
-                assert counted.made == 0
-                await asyncio.sleep(0.2)
-                assert server.is_serving()
-                assert counted.made == 1
-        assert [entry["event"] for entry in logs] == ["accept_paused"]
-        assert logs[0]["errno"] == errno.EMFILE
-
-    run(new_event_loop(), exhausted)
+    logs = run(new_event_loop(), exhausted)
+    assert [entry["event"] for entry in logs] == ["accept_paused"]
+    assert logs[0]["errno"] == errno.EMFILE
 
 
 def test_an_error_about_one_waiting_connection_skips_it_without_pausing(
     counted: type[Counted],
 ) -> None:
-    reset_once = failing_once(errno.EPROTO)
+    async def skipped() -> list[dict[str, Any]]:
+        async with serving_failing_once(errno.EPROTO, counted, clients=2, retry_s=60) as (
+            server,
+            fails_once,
+            logs,
+        ):
+            await turns(TURNS)
+            assert fails_once.failures == 1
+            assert server.is_serving()
+            assert counted.made == 2
+        return logs
 
-    async def skipped() -> None:
-        loop = asyncio.get_running_loop()
-        sock = listening(reset_once)
-        async with AcceptServer(loop, counted, sock, 16, retry_s=60) as server:
-            await server.start_serving()
-            port = server.sockets[0].getsockname()[1]
-            with closing_all(connect_all(port, 2)), capture_logs() as logs:
-                await turns(TURNS)
-                assert reset_once.failures == 1  # type: ignore[attr-defined]
-                assert server.is_serving()
-                assert counted.made == 2
-        assert logs == []
-
-    run(new_event_loop(), skipped)
+    assert run(new_event_loop(), skipped) == []
 
 
 def test_a_server_to_bind_is_uvloops_own(counted: type[Counted]) -> None:

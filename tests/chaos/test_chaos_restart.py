@@ -117,40 +117,55 @@ def gateway_process(tmp_path: Path, sims: SimCluster) -> Iterator[GatewayProcess
         process.stop()
 
 
-@dataclass
-class Writer:
-    """One client appending numbered messages to its own session, retrying through outages."""
+# A session's history is read back as one page of at most 1,000 messages (the newest): each session
+# takes this many sends (two messages each) and a writer then moves on to its next session. A fast
+# host sends several hundred a writer in one run.
+SESSION_SENDS = 200
+SESSIONS = 16
 
-    name: str
+
+@dataclass
+class Session:
     url: str
     sent: list[str] = field(default_factory=list)
     acked: list[tuple[str, str]] = field(default_factory=list)  # content, reply messageId
+
+
+@dataclass
+class Writer:
+    """One client appending numbered messages to its own sessions, retrying through outages."""
+
+    name: str
+    sessions: list[Session]
     unexpected: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def acks(self) -> int:
         with self.lock:
-            return len(self.acked)
+            return sum(len(s.acked) for s in self.sessions)
 
     def run(self, base_url: str, stop: threading.Event) -> None:
+        number = 0
         with httpx.Client(base_url=base_url, timeout=10) as http:
-            while not stop.is_set():
-                content = f"{self.name}-{len(self.sent) + 1}"
-                self.sent.append(content)
-                try:
-                    response = http.post(self.url, json={"role": "user", "content": content})
-                except httpx.TransportError:  # the gateway died under us, or is not back yet
-                    time.sleep(0.05)
-                    continue
-                if response.status_code == 200:
-                    with self.lock:
-                        self.acked.append((content, response.json()["messageId"]))
-                else:
-                    self.unexpected.append(response.status_code)
+            for session in self.sessions:
+                while len(session.sent) < SESSION_SENDS and not stop.is_set():
+                    number += 1
+                    content = f"{self.name}-{number}"
+                    session.sent.append(content)
+                    try:
+                        response = http.post(session.url, json={"role": "user", "content": content})
+                    except httpx.TransportError:  # the gateway died under us, or is not back yet
+                        time.sleep(0.05)
+                        continue
+                    if response.status_code == 200:
+                        with self.lock:
+                            session.acked.append((content, response.json()["messageId"]))
+                    else:
+                        self.unexpected.append(response.status_code)
 
 
-def _check_history(writer: Writer, history: list[dict[str, Any]]) -> None:
-    sent = set(writer.sent)
+def _check_history(session: Session, history: list[dict[str, Any]]) -> None:
+    sent = set(session.sent)
     users = [m["content"] for m in history if m["role"] == "user"]
     # Nothing unexpected: every message is one this client sent, or the reply right after one.
     for index, message in enumerate(history):
@@ -164,13 +179,15 @@ def _check_history(writer: Writer, history: list[dict[str, Any]]) -> None:
     assert len(users) == len(set(users))  # no message stored twice
     position = {m["content"]: i for i, m in enumerate(history) if m["role"] == "user"}
     acked_positions = []
-    for content, reply_id in writer.acked:
+    for content, reply_id in session.acked:
         assert content in position, f"acknowledged {content!r} lost"
         at = position[content]
         acked_positions.append(at)
         assert history[at + 1]["messageId"] == reply_id  # its reply, stored right after it
     assert acked_positions == sorted(acked_positions)  # in the order they were acknowledged
-    assert sum(m["messageId"] in {r for _, r in writer.acked} for m in history) == len(writer.acked)
+    assert sum(m["messageId"] in {r for _, r in session.acked} for m in history) == len(
+        session.acked
+    )
 
 
 @pytest.mark.slow
@@ -183,8 +200,11 @@ def test_kill_9_at_random_moments_loses_and_duplicates_no_acknowledged_message(
         agent_id = http.post("/agents", json=AGENT).json()["agentId"]
         writers = []
         for i in range(CLIENTS):
-            session = http.post(f"/agents/{agent_id}/sessions", json={}).json()["sessionId"]
-            writers.append(Writer(f"w{i}", f"/agents/{agent_id}/sessions/{session}/messages"))
+            sessions = []
+            for _ in range(SESSIONS):
+                made = http.post(f"/agents/{agent_id}/sessions", json={}).json()["sessionId"]
+                sessions.append(Session(f"/agents/{agent_id}/sessions/{made}/messages"))
+            writers.append(Writer(f"w{i}", sessions))
 
     stop = threading.Event()
     threads = [
@@ -210,8 +230,11 @@ def test_kill_9_at_random_moments_loses_and_duplicates_no_acknowledged_message(
             thread.join(30)
 
     with httpx.Client(base_url=gateway_process.url, timeout=10) as http:
-        assert sum(len(w.acked) for w in writers) >= 2 * ROUNDS
+        assert sum(w.acks() for w in writers) >= 2 * ROUNDS
         for writer in writers:
             assert writer.unexpected == []
-            history = http.get(writer.url, params={"limit": 1000}).json()["messages"]
-            _check_history(writer, history)
+            assert len(writer.sessions[-1].sent) < SESSION_SENDS  # it never ran out of sessions
+            for session in writer.sessions:
+                history = http.get(session.url, params={"limit": 1000}).json()["messages"]
+                assert len(history) < 1000  # the whole history, not the newest page of it
+                _check_history(session, history)

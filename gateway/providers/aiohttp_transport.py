@@ -3,8 +3,8 @@ answers read whole in one call.
 
 httpx-aiohttp hands every answer over as a stream; a request marked ``READ_WHOLE`` (see
 ``gateway.providers.whole``) is answered with its body already read by aiohttp in one call.
-Everything else (streams, errors, the mapping of aiohttp's exceptions to httpx's) is
-httpx-aiohttp's own.
+Everything else (streams, the mapping of aiohttp's exceptions to httpx's) is httpx-aiohttp's
+own, but for one mapping (``aiohttp_errors``).
 
 Per call it also skips what aiohttp would redo from httpx's types: the URL is parsed once per
 request URL object (adapters keep theirs), and the headers go over as aiohttp's own multidict.
@@ -16,14 +16,45 @@ one client's call and send it on every other client's calls (httpx's own stack n
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
-from aiohttp import ClientResponse, ClientSession, ClientTimeout, DummyCookieJar, TCPConnector
+from aiohttp import (
+    ClientConnectionError,
+    ClientConnectorError,
+    ClientResponse,
+    ClientSession,
+    ClientTimeout,
+    DummyCookieJar,
+    ServerTimeoutError,
+    TCPConnector,
+)
 from httpx_aiohttp import AiohttpTransport
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.providers.whole import HTTP_11, READ_WHOLE, whole_response
+
+
+@contextmanager
+def aiohttp_errors() -> Iterator[None]:
+    """httpx-aiohttp's mapping of aiohttp's exceptions, but for a connection the upstream closed or
+    reset after it was made: httpx-aiohttp maps every ``ClientConnectionError`` to
+    ``ConnectTimeout``, a disconnect after the request was sent too, which is a ``ReadError``
+    (a failure of the call, not of connecting). Only connector errors and timeouts are about
+    connecting."""
+    try:
+        with map_aiohttp_exceptions():
+            yield
+    except httpx.ConnectTimeout as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ClientConnectionError) and not isinstance(
+            cause, ClientConnectorError | ServerTimeoutError
+        ):
+            raise httpx.ReadError(f"upstream connection lost: {cause}") from cause
+        raise
 
 
 class WholeAnswerTransport(AiohttpTransport):
@@ -69,7 +100,7 @@ class WholeAnswerTransport(AiohttpTransport):
         except httpx.RequestNotRead:  # a streamed upload: aiohttp frames it itself
             data = request.stream  # type: ignore[assignment]
             request.headers.pop("transfer-encoding", None)
-        with map_aiohttp_exceptions():
+        with aiohttp_errors():
             answer = await session.request(
                 request.method,
                 self._parsed(request.url),
@@ -117,14 +148,14 @@ class AnswerStream(httpx.AsyncByteStream):
         try:
             chunk = await self._content.readany()
         except Exception:
-            with map_aiohttp_exceptions():  # only on failure: no context manager per read
+            with aiohttp_errors():  # only on failure: no context manager per read
                 raise
         if not chunk:
             raise StopAsyncIteration
         return chunk
 
     async def aclose(self) -> None:
-        with map_aiohttp_exceptions():
+        with aiohttp_errors():
             await self._answer.__aexit__(None, None, None)
 
 

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
-import aiohttp
 import httpx
 import msgspec
 
@@ -31,7 +30,6 @@ from gateway.errors import (
     UpstreamStreamError,
     UpstreamTimeoutError,
 )
-from gateway.providers.aiohttp_transport import WholeAnswerTransport
 from gateway.providers.h1_transport import H1Transport
 from gateway.providers.whole import READ_WHOLE
 from gateway.redaction import redact
@@ -69,6 +67,9 @@ def build_client(
     if transport is None and stack == "httptools":
         transport = H1Transport(limits=pool_limits)
     elif transport is None and stack == "aiohttp":
+        # Imported only when configured: aiohttp adds about 7 MB to every worker's memory.
+        from gateway.providers.aiohttp_transport import WholeAnswerTransport
+
         transport = WholeAnswerTransport(limits=pool_limits)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(
@@ -141,15 +142,6 @@ class UpstreamClient:
         return response
 
 
-def _closed_after_connect(exc: httpx.ConnectTimeout) -> bool:
-    """httpx-aiohttp maps every aiohttp.ClientConnectionError to ConnectTimeout, a reset or disconnect
-    after the request too; only connector errors and timeouts really happen while connecting."""
-    cause = exc.__cause__
-    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
-        cause, aiohttp.ClientConnectorError | aiohttp.ServerTimeoutError
-    )
-
-
 class upstream_errors:
     """Map httpx transport failures to the error tree.
 
@@ -189,9 +181,7 @@ _CONNECT_FAILURES: tuple[tuple[type[httpx.HTTPError], str], ...] = (
 
 def _transport_error(exc: httpx.HTTPError, provider: str, *, in_stream_body: bool) -> UpstreamError:
     cls: type[UpstreamError]
-    closed = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError) or (
-        isinstance(exc, httpx.ConnectTimeout) and _closed_after_connect(exc)
-    )
+    closed = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError)
     if closed:
         cls, what = (
             (UpstreamStreamError, "stream cut")
@@ -350,8 +340,11 @@ class SseParser:
         self._buffer = b""
         self._cr = False
 
-    def feed(self, chunk: bytes) -> list[SseEvent]:
-        if (  # the common read: one whole single-line event, LF line ends, nothing carried over
+    def single(self, chunk: bytes) -> bytes | None:
+        """The data of ``chunk`` when it is the common read, one whole single-line event with LF
+        line ends and nothing carried over; ``None`` for any other read, which ``feed`` takes.
+        Nearly every read of a stream is that one: its data needs no event and no list."""
+        if (
             chunk[:6] == b"data: "
             and chunk.find(b"\n") == len(chunk) - 2
             and chunk[-1:] == b"\n"
@@ -359,7 +352,13 @@ class SseParser:
             and not self._cr
             and b"\r" not in chunk
         ):
-            return [SseEvent(None, chunk[6:-2])]
+            return chunk[6:-2]
+        return None
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        data = self.single(chunk)
+        if data is not None:
+            return [SseEvent(None, data)]
         if self._cr:
             chunk, self._cr = b"\r" + chunk, False
         if b"\r" in chunk:

@@ -283,12 +283,12 @@ class OpenAICompatProvider:
                 # hottest path of the gateway, and ``sse_batches`` would add a generator layer
                 # per chunk.
                 async for chunk in body_reads(response):
-                    sses = parser.feed(chunk)
-                    if len(sses) == 1 and (data := sses[0].data)[:1] == b"{":  # one chunk a read
+                    data = parser.single(chunk)
+                    if data is not None and data[:1] == b"{":  # one chunk a read
                         event = event_from_chunk(self._name, data)
                         if event is not None:
                             yield (event,)
-                    elif sses:
+                    elif sses := (parser.feed(chunk) if data is None else [SseEvent(None, data)]):
                         batch, done, error = self._events(sses)
                         if batch:  # what came before a bad chunk is still relayed
                             yield batch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -51,3 +53,17 @@ async def test_upstream_client_marks_only_calls_it_does_not_stream(server: RawSe
         await response.aclose()
     finally:
         await client.aclose()
+
+
+def test_aiohttp_is_loaded_only_when_its_stack_is_configured() -> None:
+    # aiohttp adds about 7 MB to every worker: the default stack must not import it.
+    code = (
+        "import sys, gateway.cli, gateway.app, gateway.server\n"
+        "from gateway.providers.http import ClientLimits, build_client\n"
+        "build_client(ClientLimits())\n"
+        "print('aiohttp' in sys.modules, end=' ')\n"
+        "build_client(ClientLimits(), stack='aiohttp')\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "False True\n"

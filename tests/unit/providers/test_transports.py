@@ -81,6 +81,23 @@ async def test_a_body_cut_halfway_is_a_read_error_and_its_connection_is_dropped(
     assert server.connections == 2
 
 
+@pytest.mark.parametrize("ending", ["close", "reset"])
+async def test_an_upstream_that_hangs_up_after_the_request_is_no_connect_failure(
+    server: RawServer, transport: httpx.AsyncBaseTransport, ending: str
+) -> None:
+    # The request reached the provider: the failover must not count it as "could not connect".
+    async def hang_up(writer: asyncio.StreamWriter) -> None:
+        if ending == "reset":
+            writer.transport.abort()
+        else:
+            writer.close()
+
+    server.answers = [hang_up]
+    with pytest.raises(httpx.TransportError) as caught:
+        await transport.handle_async_request(post(server.port, whole=True))
+    assert isinstance(caught.value, httpx.ReadError | httpx.RemoteProtocolError), caught.value
+
+
 async def test_a_body_that_stalls_is_a_read_timeout(
     server: RawServer, transport: httpx.AsyncBaseTransport
 ) -> None:

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -24,6 +25,7 @@ import structlog
 import uvicorn
 from litestar import Litestar
 from prometheus_client import multiprocess
+from uvicorn.supervisors import Multiprocess
 
 from gateway.app import create_app
 from gateway.config.loader import ConfigError, load_settings
@@ -149,6 +151,21 @@ class DrainingServer(uvicorn.Server):
         timer.start()
 
 
+def run_workers(workers: int, common: dict[str, Any]) -> None:
+    """``uvicorn.run`` with ``workers``, but on a socket bound with ``SO_REUSEPORT`` where the
+    platform has it: each worker then listens on a queue of its own and the kernel spreads new
+    connections over them (gateway/accept.py), instead of the fastest worker taking a burst."""
+    config = uvicorn.Config("gateway.server:worker_app", factory=True, workers=workers, **common)
+    if not hasattr(socket, "SO_REUSEPORT") or _LOOP == "asyncio":
+        sock = config.bind_socket()
+    else:
+        from gateway.accept import reuse_port_socket  # uvloop's module: not on Windows
+
+        sock = reuse_port_socket(config.host, config.port)
+        log.info("listening", host=config.host, port=sock.getsockname()[1], reuse_port=True)
+    Multiprocess(config, sockets=[sock]).run()
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -205,7 +222,7 @@ def serve(
         os.environ[_CONFIG_VAR] = str(settings.config_path or "")
         os.environ[_ENV_FILE_VAR] = str(settings.env_file or "")
         os.environ[_MULTIPROC_VAR] = _fresh_multiproc_dir(settings)
-        uvicorn.run("gateway.server:worker_app", factory=True, workers=workers, **common)
+        run_workers(workers, common)
     else:
         app = build_served_app(settings, config, env_file, redactor)
         uv_config = uvicorn.Config(app, **common)

@@ -71,18 +71,22 @@ _RETRY_S: Final = 1.0
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` with ``SO_REUSEPORT``, for a supervisor to hand to its
-    workers: each worker's server listens on a sibling of it (``own_queue``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+def _bound_reusing_port(family: socket.AddressFamily, address: Any) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
+        sock.bind(address)
     except OSError:
         sock.close()
         raise
+    return sock
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` with ``SO_REUSEPORT``, for a supervisor to hand to its
+    workers: each worker's server listens on a sibling of it (``own_queue``)."""
+    sock = _bound_reusing_port(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port))
     sock.set_inheritable(True)
     return sock
 
@@ -95,15 +99,7 @@ def own_queue(sock: socket.socket) -> socket.socket:
         socket.SOL_SOCKET, socket.SO_REUSEPORT
     ):
         return sock
-    own = socket.socket(sock.family, sock.type)
-    try:
-        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        own.bind(sock.getsockname())
-    except OSError:
-        own.close()
-        raise
-    return own
+    return _bound_reusing_port(sock.family, sock.getsockname())
 
 
 class AcceptServer(asyncio.AbstractServer):
